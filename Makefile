@@ -1,0 +1,34 @@
+# Entry points named in the README. Each one installs what it needs first.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+REPOSITORY ?= examples/repository
+
+.PHONY: deps build serve test fuzz-smoke clean
+
+deps:
+	bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(REPOSITORY)/.complete: examples/make_repository.py
+	/usr/bin/python3 examples/make_repository.py $(REPOSITORY)
+
+# Until the daemon exists: show what the bundled example repository holds.
+serve: build $(REPOSITORY)/.complete
+	for f in $(REPOSITORY)/*.pt $(REPOSITORY)/*.safetensors; do \
+	  $(BUILD)/weightctl inspect $$f || exit 1; done
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Builds the libFuzzer targets with clang and runs each for a short while.
+fuzz-smoke: deps
+	bash tests/fuzz/smoke.sh
+
+clean:
+	rm -rf $(BUILD) build-fuzz

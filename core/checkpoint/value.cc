@@ -1,0 +1,176 @@
+#include "core/checkpoint/value.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace weightd {
+namespace {
+
+// A string equal for keys Python considers equal (1 == True, 1 == 1.0).
+absl::StatusOr<std::string> HashKey(const Value& key) {
+  switch (key.kind()) {
+    case Value::Kind::kNone:
+      return std::string("n");
+    case Value::Kind::kBool:
+    case Value::Kind::kInt:
+      return absl::StrCat("i", key.int_value());
+    case Value::Kind::kBigInt:
+      return absl::StrCat("I", key.str());
+    case Value::Kind::kFloat: {
+      double v = key.float_value();
+      if (v == static_cast<double>(static_cast<int64_t>(v)) && v > -9.2e18 && v < 9.2e18) {
+        return absl::StrCat("i", static_cast<int64_t>(v));
+      }
+      return absl::StrFormat("f%.17g", v);
+    }
+    case Value::Kind::kString:
+      return absl::StrCat("s", key.str());
+    case Value::Kind::kBytes:
+      return absl::StrCat("b", key.str());
+    case Value::Kind::kDType:
+      return absl::StrCat("d", DTypeName(key.dtype()));
+    case Value::Kind::kTuple: {
+      std::string out = "t(";
+      for (const ValuePtr& item : key.items()) {
+        absl::StatusOr<std::string> part = HashKey(*item);
+        if (!part.ok()) return part.status();
+        absl::StrAppend(&out, part->size(), ":", *part);
+      }
+      return absl::StrCat(out, ")");
+    }
+    default:
+      return absl::DataLossError(absl::StrCat("unhashable dict key of type ", key.KindName()));
+  }
+}
+
+}  // namespace
+
+ValuePtr Value::None() { return ValuePtr(new Value(Kind::kNone)); }
+ValuePtr Value::Bool(bool v) {
+  ValuePtr p(new Value(Kind::kBool));
+  p->int_ = v ? 1 : 0;
+  return p;
+}
+ValuePtr Value::Int(int64_t v) {
+  ValuePtr p(new Value(Kind::kInt));
+  p->int_ = v;
+  return p;
+}
+ValuePtr Value::BigInt(std::string le_bytes) {
+  ValuePtr p(new Value(Kind::kBigInt));
+  p->str_ = std::move(le_bytes);
+  return p;
+}
+ValuePtr Value::Float(double v) {
+  ValuePtr p(new Value(Kind::kFloat));
+  p->float_ = v;
+  return p;
+}
+ValuePtr Value::Complex(double re, double im) {
+  ValuePtr p(new Value(Kind::kComplex));
+  p->float_ = re;
+  p->imag_ = im;
+  return p;
+}
+ValuePtr Value::String(std::string v) {
+  ValuePtr p(new Value(Kind::kString));
+  p->str_ = std::move(v);
+  return p;
+}
+ValuePtr Value::Bytes(std::string v) {
+  ValuePtr p(new Value(Kind::kBytes));
+  p->str_ = std::move(v);
+  return p;
+}
+ValuePtr Value::List(std::vector<ValuePtr> items) {
+  ValuePtr p(new Value(Kind::kList));
+  p->items_ = std::move(items);
+  return p;
+}
+ValuePtr Value::Tuple(std::vector<ValuePtr> items) {
+  ValuePtr p(new Value(Kind::kTuple));
+  p->items_ = std::move(items);
+  return p;
+}
+ValuePtr Value::Set(std::vector<ValuePtr> items) {
+  ValuePtr p(new Value(Kind::kSet));
+  p->items_ = std::move(items);
+  return p;
+}
+ValuePtr Value::Dict() { return ValuePtr(new Value(Kind::kDict)); }
+ValuePtr Value::Tensor(TensorRecord tensor) {
+  ValuePtr p(new Value(Kind::kTensor));
+  p->tensor_ = std::make_shared<TensorRecord>(std::move(tensor));
+  return p;
+}
+ValuePtr Value::DTypeValue(DType dtype) {
+  ValuePtr p(new Value(Kind::kDType));
+  p->dtype_ = dtype;
+  return p;
+}
+ValuePtr Value::Device(std::string device) {
+  ValuePtr p(new Value(Kind::kDevice));
+  p->str_ = std::move(device);
+  return p;
+}
+
+absl::Status Value::SetItem(ValuePtr key, ValuePtr value) {
+  if (kind_ != Kind::kDict) {
+    return absl::DataLossError(absl::StrCat("item assignment on a ", KindName(), ", not a dict"));
+  }
+  absl::StatusOr<std::string> hash = HashKey(*key);
+  if (!hash.ok()) return hash.status();
+  auto [it, inserted] = index_.try_emplace(*std::move(hash), entries_.size());
+  if (inserted) {
+    entries_.emplace_back(std::move(key), std::move(value));
+  } else {
+    entries_[it->second].second = std::move(value);
+  }
+  return absl::OkStatus();
+}
+
+const Value* Value::Find(absl::string_view key) const {
+  auto it = index_.find(absl::StrCat("s", key));
+  return it == index_.end() ? nullptr : entries_[it->second].second.get();
+}
+
+std::string Value::KeyText() const {
+  switch (kind_) {
+    case Kind::kString:
+      return str_;
+    case Kind::kNone:
+      return "None";
+    case Kind::kBool:
+      return int_ ? "True" : "False";
+    case Kind::kInt:
+      return absl::StrCat(int_);
+    case Kind::kFloat:
+      return absl::StrFormat("%g", float_);
+    default:
+      return absl::StrCat("<", KindName(), ">");
+  }
+}
+
+absl::string_view Value::KindName() const {
+  switch (kind_) {
+    case Kind::kNone: return "None";
+    case Kind::kBool: return "bool";
+    case Kind::kInt: return "int";
+    case Kind::kBigInt: return "int";
+    case Kind::kFloat: return "float";
+    case Kind::kComplex: return "complex";
+    case Kind::kString: return "str";
+    case Kind::kBytes: return "bytes";
+    case Kind::kList: return "list";
+    case Kind::kTuple: return "tuple";
+    case Kind::kSet: return "set";
+    case Kind::kDict: return "dict";
+    case Kind::kTensor: return "Tensor";
+    case Kind::kDType: return "torch.dtype";
+    case Kind::kDevice: return "torch.device";
+  }
+  return "?";
+}
+
+}  // namespace weightd

@@ -1,0 +1,106 @@
+// The value tree a checkpoint file holds: what Python's torch.load would
+// return, restricted to data (dicts, lists, scalars, strings, tensors).
+#ifndef WEIGHTD_CORE_CHECKPOINT_VALUE_H_
+#define WEIGHTD_CORE_CHECKPOINT_VALUE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/checkpoint/tensor.h"
+
+namespace weightd {
+
+class Value;
+using ValuePtr = std::shared_ptr<Value>;
+
+// A node of the tree. Mutable while a reader builds it; treat a finished
+// tree as immutable (readers hand it out as shared_ptr<const Value>).
+class Value {
+ public:
+  enum class Kind {
+    kNone,
+    kBool,
+    kInt,
+    kBigInt,  // beyond int64: little-endian two's complement bytes in str()
+    kFloat,
+    kComplex,
+    kString,
+    kBytes,
+    kList,
+    kTuple,
+    kSet,
+    kDict,
+    kTensor,
+    kDType,
+    kDevice,  // torch.device: str() holds "cuda:0"
+  };
+
+  static ValuePtr None();
+  static ValuePtr Bool(bool v);
+  static ValuePtr Int(int64_t v);
+  static ValuePtr BigInt(std::string le_bytes);
+  static ValuePtr Float(double v);
+  static ValuePtr Complex(double re, double im);
+  static ValuePtr String(std::string v);
+  static ValuePtr Bytes(std::string v);
+  static ValuePtr List(std::vector<ValuePtr> items = {});
+  static ValuePtr Tuple(std::vector<ValuePtr> items = {});
+  static ValuePtr Set(std::vector<ValuePtr> items = {});
+  static ValuePtr Dict();
+  static ValuePtr Tensor(TensorRecord tensor);
+  static ValuePtr DTypeValue(DType dtype);
+  static ValuePtr Device(std::string device);
+
+  Kind kind() const { return kind_; }
+  bool is(Kind kind) const { return kind_ == kind; }
+  bool bool_value() const { return int_ != 0; }
+  int64_t int_value() const { return int_; }
+  double float_value() const { return float_; }
+  double imag_value() const { return imag_; }
+  const std::string& str() const { return str_; }
+  DType dtype() const { return dtype_; }
+
+  // List, tuple and set items.
+  const std::vector<ValuePtr>& items() const { return items_; }
+  std::vector<ValuePtr>& mutable_items() { return items_; }
+
+  // Dict entries in insertion order (Python dicts are ordered).
+  const std::vector<std::pair<ValuePtr, ValuePtr>>& entries() const { return entries_; }
+  // Python's d[key] = value: replaces the value of an equal key, else appends.
+  // Fails for unhashable keys (lists, dicts, tensors).
+  absl::Status SetItem(ValuePtr key, ValuePtr value);
+  // Value of the string key `key`, or nullptr.
+  const Value* Find(absl::string_view key) const;
+
+  const TensorRecord& tensor() const { return *tensor_; }
+  TensorRecord& mutable_tensor() { return *tensor_; }
+
+  // Python's repr-like text of a key ("'name'", "3", "None"), for paths.
+  std::string KeyText() const;
+
+  absl::string_view KindName() const;
+
+ private:
+  explicit Value(Kind kind) : kind_(kind) {}
+
+  Kind kind_;
+  int64_t int_ = 0;
+  double float_ = 0;
+  double imag_ = 0;
+  DType dtype_ = DType::kFloat32;
+  std::string str_;
+  std::vector<ValuePtr> items_;
+  std::vector<std::pair<ValuePtr, ValuePtr>> entries_;
+  absl::flat_hash_map<std::string, size_t> index_;  // hash key -> entries_ index
+  std::shared_ptr<TensorRecord> tensor_;
+};
+
+}  // namespace weightd
+
+#endif  // WEIGHTD_CORE_CHECKPOINT_VALUE_H_

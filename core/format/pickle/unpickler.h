@@ -1,0 +1,59 @@
+// A restricted unpickler for the pickles torch.save writes (protocols 2 and
+// 4). It builds a Value tree and never executes anything: every GLOBAL is
+// looked up in a fixed allowlist (in the spirit of torch.load(weights_only=True))
+// and anything else is refused with an error naming it.
+#ifndef WEIGHTD_CORE_FORMAT_PICKLE_UNPICKLER_H_
+#define WEIGHTD_CORE_FORMAT_PICKLE_UNPICKLER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "core/checkpoint/tensor.h"
+#include "core/checkpoint/value.h"
+
+namespace weightd {
+
+// What a persistent id ('storage', <StorageType>, key, location, numel[,
+// view_metadata]) asks for. torch.save emits one per storage; several tensors
+// may name the same key and must then share one Storage.
+struct StorageRequest {
+  DType dtype;           // from the storage class, e.g. FloatStorage
+  std::string key;       // record name: "0", "1"... (zip) or the legacy root key
+  std::string location;  // "cpu", "cuda:0"
+  int64_t numel;         // elements of the storage, as saved
+};
+
+// Resolves a StorageRequest to the storage bytes. Called once per
+// persistent id occurrence; the caller deduplicates by key. The returned
+// Storage may be filled in later (legacy files store data after the pickle)
+// as long as it is before tensors are validated.
+using StorageLoader =
+    std::function<absl::StatusOr<std::shared_ptr<const Storage>>(const StorageRequest&)>;
+
+struct UnpicklerLimits {
+  size_t max_depth = 1000;          // nesting of containers
+  size_t max_stack = 1 << 20;       // values on the stack
+  size_t max_memo = 1 << 22;        // memo entries
+  size_t max_string = size_t{1} << 30;  // bytes of one string/bytes value
+};
+
+// Unpickles `bytes`. `what` names the source in error messages
+// ("model.pt: archive/data.pkl"). On success `*consumed` (if not null) is the
+// number of bytes read up to and including STOP (legacy files chain pickles).
+// Tensors built here are NOT validated against their storage (the storage
+// may not be filled yet); callers run ValidateTensor when storages are ready.
+// Errors: DataLoss for malformed pickles; FailedPrecondition for a global or
+// construct outside the allowlist.
+absl::StatusOr<ValuePtr> Unpickle(absl::Span<const uint8_t> bytes, absl::string_view what,
+                                  const StorageLoader& load_storage,
+                                  const UnpicklerLimits& limits = {},
+                                  size_t* consumed = nullptr);
+
+}  // namespace weightd
+
+#endif  // WEIGHTD_CORE_FORMAT_PICKLE_UNPICKLER_H_
