@@ -1,0 +1,83 @@
+#include "core/checkpoint/atomic_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace weightd {
+namespace {
+
+absl::Status ErrnoError(absl::string_view path, absl::string_view what, int err) {
+  std::string message = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(message);
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return absl::PermissionDeniedError(message);
+    case ENOSPC:
+    case EDQUOT:
+      return absl::ResourceExhaustedError(message);
+    default:
+      return absl::UnavailableError(message);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::Create(const std::string& path) {
+  std::string tmp = absl::StrCat(path, ".tmp-XXXXXX");
+  int fd = mkstemp(tmp.data());
+  if (fd < 0) return ErrnoError(path, "cannot create temporary file", errno);
+  fchmod(fd, 0644);
+  return std::unique_ptr<AtomicFile>(new AtomicFile(path, tmp, fd));
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) close(fd_);
+  if (!committed_) unlink(tmp_path_.c_str());
+}
+
+absl::Status AtomicFile::Write(absl::string_view bytes) {
+  return Write(absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                         bytes.size()));
+}
+
+absl::Status AtomicFile::Write(absl::Span<const uint8_t> bytes) {
+  const uint8_t* p = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd_, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(path_, "write failed", errno);
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+    offset_ += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFile::Commit() {
+  if (fsync(fd_) != 0) return ErrnoError(path_, "fsync failed", errno);
+  if (close(fd_) != 0) {
+    fd_ = -1;
+    return ErrnoError(path_, "close failed", errno);
+  }
+  fd_ = -1;
+  if (rename(tmp_path_.c_str(), path_.c_str()) != 0) {
+    return ErrnoError(path_, "rename failed", errno);
+  }
+  committed_ = true;
+  return absl::OkStatus();
+}
+
+}  // namespace weightd

@@ -1,0 +1,42 @@
+// Writes a file so that readers never see it half-written: bytes go to a
+// temporary file in the same directory, which is fsynced and renamed over
+// the destination on Commit(). Not thread-safe.
+#ifndef WEIGHTD_CORE_CHECKPOINT_ATOMIC_FILE_H_
+#define WEIGHTD_CORE_CHECKPOINT_ATOMIC_FILE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace weightd {
+
+class AtomicFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<AtomicFile>> Create(const std::string& path);
+  // Removes the temporary file unless Commit() succeeded.
+  ~AtomicFile();
+
+  absl::Status Write(absl::Span<const uint8_t> bytes);
+  absl::Status Write(absl::string_view bytes);
+  uint64_t offset() const { return offset_; }
+  // Flushes, fsyncs and renames onto the destination.
+  absl::Status Commit();
+
+ private:
+  AtomicFile(std::string path, std::string tmp_path, int fd)
+      : path_(std::move(path)), tmp_path_(std::move(tmp_path)), fd_(fd) {}
+
+  std::string path_;
+  std::string tmp_path_;
+  int fd_;
+  uint64_t offset_ = 0;
+  bool committed_ = false;
+};
+
+}  // namespace weightd
+
+#endif  // WEIGHTD_CORE_CHECKPOINT_ATOMIC_FILE_H_

@@ -1,0 +1,40 @@
+// Choosing the state dict inside a checkpoint tree, and its metadata.
+#ifndef WEIGHTD_CORE_CHECKPOINT_SELECT_H_
+#define WEIGHTD_CORE_CHECKPOINT_SELECT_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/checkpoint/checkpoint.h"
+#include "nlohmann/json.hpp"
+
+namespace weightd {
+
+// Keys tried, in order, when no path is given and the root is not itself a
+// state dict (DESIGN.md section 2).
+inline constexpr const char* kAutoSelectKeys[] = {"state_dict", "model_state_dict", "model",
+                                                  "module"};
+
+struct Selection {
+  std::string path;  // the path used ("" = the root)
+  StateDict tensors;
+};
+
+// Selects the state dict at `path` ("model_state_dict", "ema", "a.b", "list.0"
+// for list items; a dict key containing dots is matched whole). Tensors nested
+// below the selected node are named with dotted paths. With an empty `path`
+// the root is taken if all its values are tensors, else the first of
+// kAutoSelectKeys present. NotFound names the missing part and what exists.
+absl::StatusOr<Selection> SelectStateDict(const Checkpoint& checkpoint, absl::string_view path);
+
+// Non-tensor leaves of the tree outside the subtree at `selected_path`
+// (epoch, loss, strings, None...) as JSON,
+// nested like the tree; tensors outside the selection are left out, except
+// 0-dim numeric ones (loss saved as a tensor), which appear as numbers.
+// safetensors "__metadata__" appears under that key.
+nlohmann::ordered_json Metadata(const Checkpoint& checkpoint, absl::string_view selected_path);
+
+}  // namespace weightd
+
+#endif  // WEIGHTD_CORE_CHECKPOINT_SELECT_H_
