@@ -23,7 +23,7 @@ serve: build $(REPOSITORY)/.complete
 	for f in $(REPOSITORY)/*.pt $(REPOSITORY)/*.safetensors; do \
 	  $(BUILD)/weightctl inspect $$f || exit 1; done
 
-test: build
+test: build fuzz-smoke
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # Builds the libFuzzer targets with clang and runs each for a short while.

@@ -1,0 +1,63 @@
+// weightctl: inspect, convert and match checkpoints (local files).
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/weightctl/args.h"
+#include "client/weightctl/commands.h"
+
+namespace weightd::cli {
+namespace {
+
+std::vector<Command> AllCommands() { return {InspectCommand(), ConvertCommand()}; }
+
+void PrintUsage(std::ostream& out) {
+  out << "usage: weightctl COMMAND [ARGS...]\n\ncommands:\n";
+  for (const Command& c : AllCommands()) out << "  " << c.usage << "\n      " << c.summary << "\n";
+  out << "\nexit codes: 0 success, 1 the command failed (reason on stderr), 2 bad usage\n"
+         "run 'weightctl COMMAND --help' for the flags of a command\n";
+}
+
+void PrintCommandHelp(const Command& c) {
+  std::cout << "usage: weightctl " << c.usage << "\n" << c.summary << "\n";
+  if (!c.flags.empty()) std::cout << "\nflags:\n";
+  for (const FlagSpec& f : c.flags) {
+    std::cout << "  --" << f.name << (f.takes_value ? " " : "  ") << f.help << "\n";
+  }
+}
+
+int Main(int argc, char** argv) {
+  if (argc < 2) {
+    PrintUsage(std::cerr);
+    return 2;
+  }
+  std::string name = argv[1];
+  if (name == "-h" || name == "--help" || name == "help") {
+    PrintUsage(std::cout);
+    return 0;
+  }
+  for (const Command& c : AllCommands()) {
+    if (c.name != name) continue;
+    std::vector<std::string> args(argv + 2, argv + argc);
+    for (const std::string& a : args) {
+      if (a == "-h" || a == "--help") {
+        PrintCommandHelp(c);
+        return 0;
+      }
+    }
+    absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, c.flags);
+    if (!parsed.ok()) return Fail(absl::StrCat(parsed.status().message(), " (see weightctl ", name, " --help)"), 2);
+    size_t n = parsed->positional.size();
+    if (n < c.min_positional || n > c.max_positional) {
+      return Fail(absl::StrCat("usage: weightctl ", c.usage), 2);
+    }
+    return c.run(*parsed);
+  }
+  return Fail(absl::StrCat("unknown command \"", name, "\" (see weightctl --help)"), 2);
+}
+
+}  // namespace
+}  // namespace weightd::cli
+
+int main(int argc, char** argv) { return weightd::cli::Main(argc, argv); }

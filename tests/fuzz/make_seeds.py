@@ -1,0 +1,68 @@
+"""Seed corpora for the fuzzers, made with real PyTorch: OUT/<fuzzer>/<file>."""
+import io
+import json
+import os
+import pickle
+import struct
+import sys
+import zipfile
+
+import torch
+
+
+def safetensors_bytes(tensors):
+    header, offset, data = {"__metadata__": {"format": "pt"}}, 0, b""
+    for name, t in tensors.items():
+        raw = t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": {torch.float32: "F32", torch.int64: "I64", torch.float16: "F16"}[t.dtype],
+                        "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        offset += len(raw)
+        data += raw
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def main(out):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    sd = model.state_dict()
+    x = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    views = {"a": x, "b": x[1:], "t": x.t(), "p": torch.nn.Parameter(torch.ones(2))}
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    full = {"model_state_dict": sd, "optimizer_state_dict": opt.state_dict(), "epoch": 3,
+            "loss": torch.tensor(0.5), "name": "run", "flag": True, "none": None}
+
+    files = {}
+    for i, (obj, proto, zipped) in enumerate([(sd, 2, True), (views, 2, True), (full, 2, True),
+                                              (full, 4, True), (sd, 2, False), (views, 2, False)]):
+        buf = io.BytesIO()
+        torch.save(obj, buf, pickle_protocol=proto, _use_new_zipfile_serialization=zipped)
+        files[f"{'zip' if zipped else 'legacy'}{i}"] = buf.getvalue()
+
+    for name in ("zip_reader", "torch_file", "unpickler", "safetensors", "rules"):
+        os.makedirs(os.path.join(out, name), exist_ok=True)
+
+    def put(fuzzer, name, data):
+        with open(os.path.join(out, fuzzer, name), "wb") as f:
+            f.write(data)
+
+    for name, data in files.items():
+        put("torch_file", name, data)
+        if name.startswith("zip"):
+            put("zip_reader", name, data)
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                pkl = [n for n in z.namelist() if n.endswith("data.pkl")][0]
+                put("unpickler", name, z.read(pkl))
+    put("unpickler", "plain2", pickle.dumps({"a": [1, 2.5, "s", None, True, (1, 2)]}, protocol=2))
+    put("unpickler", "plain4", pickle.dumps({"a": [1, 2.5, "s", None, True, {1, 2}]}, protocol=4))
+    put("safetensors", "sd", safetensors_bytes(dict(sd)))
+    put("safetensors", "mixed", safetensors_bytes({"h": torch.ones(2, 2, dtype=torch.float16),
+                                                   "e": torch.zeros(0, 3), "s": torch.tensor(1.0)}))
+    put("rules", "rules", b"strip_prefix:module.\nadd_prefix:backbone.\nregex:^layer(\\d+)\\.=stage\\1.\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
