@@ -1,0 +1,184 @@
+#include "core/format/zip/zip_writer.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/util/status_macros.h"
+
+namespace weightd {
+namespace {
+
+constexpr uint32_t kMax32 = 0xFFFFFFFF;
+constexpr uint16_t kMax16 = 0xFFFF;
+constexpr uint16_t kVersionDefault = 20;
+constexpr uint16_t kVersionZip64 = 45;
+constexpr uint16_t kDosDate = (0 << 9) | (1 << 5) | 1;  // 1980-01-01: reproducible files
+constexpr size_t kLocalHeaderSize = 30;
+
+void Put16(std::string* out, uint16_t v) {
+  out->push_back(static_cast<char>(v & 0xFF));
+  out->push_back(static_cast<char>(v >> 8));
+}
+void Put32(std::string* out, uint32_t v) {
+  Put16(out, static_cast<uint16_t>(v & 0xFFFF));
+  Put16(out, static_cast<uint16_t>(v >> 16));
+}
+void Put64(std::string* out, uint64_t v) {
+  Put32(out, static_cast<uint32_t>(v & kMax32));
+  Put32(out, static_cast<uint32_t>(v >> 32));
+}
+
+uint32_t Crc32(absl::Span<const uint8_t> data) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const uint8_t* p = data.data();
+  size_t left = data.size();
+  while (left > 0) {
+    uInt n = static_cast<uInt>(std::min<size_t>(left, size_t{1} << 30));
+    crc = crc32(crc, p, n);
+    p += n;
+    left -= n;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ZipWriter>> ZipWriter::Create(const std::string& path) {
+  WEIGHTD_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFile> file, AtomicFile::Create(path));
+  return std::unique_ptr<ZipWriter>(new ZipWriter(path, std::move(file)));
+}
+
+absl::Status ZipWriter::AddRecord(absl::string_view name, absl::string_view data) {
+  return AddRecord(name, absl::Span<const uint8_t>(
+                             reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+}
+
+absl::Status ZipWriter::AddRecord(absl::string_view name, absl::Span<const uint8_t> data) {
+  if (finished_) {
+    return absl::FailedPreconditionError(absl::StrCat(path_, ": zip writer already finished"));
+  }
+  if (name.empty() || name.size() > kMax16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_, ": zip record name must have 1 to 65535 bytes"));
+  }
+  if (!names_.insert(std::string(name)).second) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_, ": duplicate zip record \"", name, "\""));
+  }
+  Record record{std::string(name), data.size(), Crc32(data), file_->offset()};
+  const bool zip64 = record.size >= kMax32;
+
+  std::string header;
+  Put32(&header, 0x04034b50);
+  Put16(&header, zip64 ? kVersionZip64 : kVersionDefault);
+  Put16(&header, 0);  // flags
+  Put16(&header, 0);  // stored
+  Put16(&header, 0);  // time
+  Put16(&header, kDosDate);
+  Put32(&header, record.crc32);
+  Put32(&header, zip64 ? kMax32 : static_cast<uint32_t>(record.size));
+  Put32(&header, zip64 ? kMax32 : static_cast<uint32_t>(record.size));
+  Put16(&header, static_cast<uint16_t>(name.size()));
+  size_t extra_len_pos = header.size();
+  Put16(&header, 0);  // extra length, patched below
+  header.append(name.data(), name.size());
+  if (zip64) {
+    Put16(&header, 0x0001);
+    Put16(&header, 16);
+    Put64(&header, record.size);
+    Put64(&header, record.size);
+  }
+  // Padding extra field "FB" so data starts at a multiple of 64, as
+  // caffe2::serialize::PyTorchStreamWriter does (lets readers mmap tensors).
+  uint64_t start = record.offset + header.size() + 4;
+  uint64_t padding = (kZipDataAlignment - start % kZipDataAlignment) % kZipDataAlignment;
+  Put16(&header, 0x4246);  // 'F', 'B'
+  Put16(&header, static_cast<uint16_t>(padding));
+  header.append(padding, 'Z');
+  uint16_t extra_len = static_cast<uint16_t>(header.size() - kLocalHeaderSize - name.size());
+  header[extra_len_pos] = static_cast<char>(extra_len & 0xFF);
+  header[extra_len_pos + 1] = static_cast<char>(extra_len >> 8);
+
+  WEIGHTD_RETURN_IF_ERROR(file_->Write(header));
+  WEIGHTD_RETURN_IF_ERROR(file_->Write(data));
+  records_.push_back(std::move(record));
+  return absl::OkStatus();
+}
+
+absl::Status ZipWriter::Finish() {
+  if (finished_) {
+    return absl::FailedPreconditionError(absl::StrCat(path_, ": zip writer already finished"));
+  }
+  finished_ = true;
+  const uint64_t cd_offset = file_->offset();
+  std::string cd;
+  for (const Record& r : records_) {
+    const bool big_size = r.size >= kMax32;
+    const bool big_offset = r.offset >= kMax32;
+    std::string extra;
+    if (big_size || big_offset) {
+      std::string fields;
+      if (big_size) {
+        Put64(&fields, r.size);  // uncompressed
+        Put64(&fields, r.size);  // compressed
+      }
+      if (big_offset) Put64(&fields, r.offset);
+      Put16(&extra, 0x0001);
+      Put16(&extra, static_cast<uint16_t>(fields.size()));
+      extra += fields;
+    }
+    Put32(&cd, 0x02014b50);
+    Put16(&cd, extra.empty() ? kVersionDefault : kVersionZip64);  // made by
+    Put16(&cd, extra.empty() ? kVersionDefault : kVersionZip64);  // needed
+    Put16(&cd, 0);  // flags
+    Put16(&cd, 0);  // stored
+    Put16(&cd, 0);  // time
+    Put16(&cd, kDosDate);
+    Put32(&cd, r.crc32);
+    Put32(&cd, big_size ? kMax32 : static_cast<uint32_t>(r.size));
+    Put32(&cd, big_size ? kMax32 : static_cast<uint32_t>(r.size));
+    Put16(&cd, static_cast<uint16_t>(r.name.size()));
+    Put16(&cd, static_cast<uint16_t>(extra.size()));
+    Put16(&cd, 0);  // comment
+    Put16(&cd, 0);  // disk
+    Put16(&cd, 0);  // internal attributes
+    Put32(&cd, 0);  // external attributes
+    Put32(&cd, big_offset ? kMax32 : static_cast<uint32_t>(r.offset));
+    cd += r.name;
+    cd += extra;
+  }
+  const uint64_t cd_size = cd.size();
+  const uint64_t count = records_.size();
+  const bool zip64 = count >= kMax16 || cd_size >= kMax32 || cd_offset >= kMax32;
+  if (zip64) {
+    const uint64_t eocd64_offset = cd_offset + cd_size;
+    Put32(&cd, 0x06064b50);
+    Put64(&cd, 44);  // size of the rest of this record
+    Put16(&cd, kVersionZip64);
+    Put16(&cd, kVersionZip64);
+    Put32(&cd, 0);  // this disk
+    Put32(&cd, 0);  // directory disk
+    Put64(&cd, count);
+    Put64(&cd, count);
+    Put64(&cd, cd_size);
+    Put64(&cd, cd_offset);
+    Put32(&cd, 0x07064b50);
+    Put32(&cd, 0);  // disk of the zip64 end record
+    Put64(&cd, eocd64_offset);
+    Put32(&cd, 1);  // total disks
+  }
+  Put32(&cd, 0x06054b50);
+  Put16(&cd, 0);
+  Put16(&cd, 0);
+  Put16(&cd, zip64 ? kMax16 : static_cast<uint16_t>(count));
+  Put16(&cd, zip64 ? kMax16 : static_cast<uint16_t>(count));
+  Put32(&cd, zip64 ? kMax32 : static_cast<uint32_t>(cd_size));
+  Put32(&cd, zip64 ? kMax32 : static_cast<uint32_t>(cd_offset));
+  Put16(&cd, 0);  // comment
+  WEIGHTD_RETURN_IF_ERROR(file_->Write(cd));
+  return file_->Commit();
+}
+
+}  // namespace weightd
