@@ -109,7 +109,8 @@ absl::StatusOr<MatchReport> Match(absl::Span<const TensorEntry> source,
 // The report as `weightctl match --json` prints it:
 // {"matched": [{"source", "target", "shape"}], "missing_keys", "unexpected_keys",
 //  "mismatched": [{"key", "source_shape", "target_shape"}], "inferred_rules"
-//  (textual form), "bytes"}.
+//  (textual form), "bytes"}. Names are not checked for UTF-8: dump with
+// error_handler_t::replace, as nlohmann throws on invalid UTF-8 otherwise.
 nlohmann::ordered_json MatchReportToJson(const MatchReport& report);
 
 }  // namespace weightd
