@@ -1,0 +1,739 @@
+// The opcode interpreter of the restricted unpickler. The allowlist of
+// globals and what calling them means lives in unpickler_reduce.cc.
+#include "core/format/pickle/unpickler.h"
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/format/pickle/unpickler_internal.h"
+#include "core/util/status_macros.h"
+
+namespace weightd {
+namespace pickle_internal {
+namespace {
+
+// Python refuses int <-> str conversions beyond 4300 digits by default; the
+// same bound keeps our quadratic decimal conversion cheap.
+constexpr size_t kMaxDecimalDigits = 4300;
+
+// Drops redundant sign-extension bytes of a little-endian two's complement
+// integer, as Python's minimal encoding has none.
+void TrimTwosComplement(std::string* le) {
+  while (le->size() > 1) {
+    uint8_t last = static_cast<uint8_t>(le->back());
+    uint8_t prev = static_cast<uint8_t>((*le)[le->size() - 2]);
+    if ((last == 0x00 && !(prev & 0x80)) || (last == 0xff && (prev & 0x80))) {
+      le->pop_back();
+    } else {
+      break;
+    }
+  }
+}
+
+// LONG1 / LONG4 payload: little-endian two's complement.
+ValuePtr IntFromTwosComplement(absl::string_view bytes) {
+  if (bytes.empty()) return Value::Int(0);
+  std::string le(bytes);
+  TrimTwosComplement(&le);
+  if (le.size() <= 8) {
+    uint64_t u = 0;
+    for (size_t i = 0; i < le.size(); ++i) u |= uint64_t{static_cast<uint8_t>(le[i])} << (8 * i);
+    if (le.size() < 8 && (static_cast<uint8_t>(le.back()) & 0x80)) {
+      u |= ~uint64_t{0} << (8 * le.size());  // sign-extend
+    }
+    return Value::Int(static_cast<int64_t>(u));
+  }
+  return Value::BigInt(std::move(le));
+}
+
+// Protocol 0 INT/LONG text ("123", "-5", "123L") of any size.
+ValuePtr IntFromDecimal(absl::string_view digits, bool negative) {
+  std::string mag;  // little-endian magnitude, base 256
+  for (char c : digits) {
+    unsigned carry = static_cast<unsigned>(c - '0');
+    for (char& byte : mag) {
+      unsigned v = static_cast<uint8_t>(byte) * 10u + carry;
+      byte = static_cast<char>(v & 0xff);
+      carry = v >> 8;
+    }
+    while (carry) {
+      mag.push_back(static_cast<char>(carry & 0xff));
+      carry >>= 8;
+    }
+  }
+  mag.push_back('\0');  // room for the sign bit
+  if (negative) {
+    unsigned carry = 1;
+    for (char& byte : mag) {
+      unsigned v = static_cast<uint8_t>(~static_cast<uint8_t>(byte)) + carry;
+      byte = static_cast<char>(v & 0xff);
+      carry = v >> 8;
+    }
+  }
+  return IntFromTwosComplement(mag);
+}
+
+// codecs.escape_decode, which Python applies to the quoted STRING argument.
+std::string EscapeDecode(absl::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\' || i + 1 == s.size()) {
+      out.push_back(s[i]);
+      continue;
+    }
+    char c = s[++i];
+    switch (c) {
+      case '\n': break;
+      case '\\': out.push_back('\\'); break;
+      case '\'': out.push_back('\''); break;
+      case '"': out.push_back('"'); break;
+      case 'a': out.push_back('\a'); break;
+      case 'b': out.push_back('\b'); break;
+      case 'f': out.push_back('\f'); break;
+      case 'n': out.push_back('\n'); break;
+      case 'r': out.push_back('\r'); break;
+      case 't': out.push_back('\t'); break;
+      case 'v': out.push_back('\v'); break;
+      case 'x': {
+        int v = 0, n = 0;
+        while (n < 2 && i + 1 < s.size() && absl::ascii_isxdigit(s[i + 1])) {
+          char h = s[++i];
+          v = v * 16 + (absl::ascii_isdigit(h) ? h - '0' : absl::ascii_tolower(h) - 'a' + 10);
+          ++n;
+        }
+        out.push_back(static_cast<char>(v));
+        break;
+      }
+      default:
+        if (c >= '0' && c <= '7') {
+          int v = c - '0', n = 1;
+          while (n < 3 && i + 1 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '7') {
+            v = v * 8 + (s[++i] - '0');
+            ++n;
+          }
+          out.push_back(static_cast<char>(v & 0xff));
+        } else {
+          out.push_back('\\');
+          out.push_back(c);
+        }
+    }
+  }
+  return out;
+}
+
+void AppendUtf8(uint32_t cp, std::string* out) {
+  if (cp < 0x80) {
+    out->push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out->push_back(static_cast<char>(0xc0 | (cp >> 6)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else if (cp < 0x10000) {
+    out->push_back(static_cast<char>(0xe0 | (cp >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else {
+    out->push_back(static_cast<char>(0xf0 | (cp >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  }
+}
+
+// The raw-unicode-escape codec of protocol 0's UNICODE opcode: \uXXXX and
+// \UXXXXXXXX escapes, every other byte is a latin-1 code point. Returns
+// false on a code point beyond U+10FFFF.
+bool RawUnicodeEscapeToUtf8(absl::string_view s, std::string* out) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == 'u' || s[i + 1] == 'U')) {
+      size_t n = s[i + 1] == 'u' ? 4 : 8;
+      uint32_t cp = 0;
+      bool ok = i + 2 + n <= s.size();
+      for (size_t k = 0; ok && k < n; ++k) {
+        char h = s[i + 2 + k];
+        if (!absl::ascii_isxdigit(h)) ok = false;
+        cp = cp * 16 + (absl::ascii_isdigit(h) ? h - '0' : absl::ascii_tolower(h) - 'a' + 10);
+      }
+      if (ok) {
+        if (cp > 0x10ffff) return false;
+        AppendUtf8(cp, out);
+        i += 1 + n;
+        continue;
+      }
+    }
+    AppendUtf8(static_cast<uint8_t>(s[i]), out);
+  }
+  return true;
+}
+
+double BigEndianDouble(absl::string_view b) {
+  uint64_t u = 0;
+  for (char c : b) u = (u << 8) | static_cast<uint8_t>(c);
+  double d;
+  std::memcpy(&d, &u, sizeof(d));
+  return d;
+}
+
+}  // namespace
+
+std::string Describe(const Item& item) {
+  if (const ValuePtr* v = AsValue(item)) return std::string((*v)->KindName());
+  if (const GlobalRef* g = AsGlobal(item)) return absl::StrCat("global ", g->name);
+  if (AsStorage(item)) return "storage";
+  return "tuple";
+}
+
+absl::Status Machine::Corrupt(absl::string_view reason) const {
+  return absl::DataLossError(absl::StrCat(what_, ": ", reason, " at offset ", op_offset_));
+}
+
+absl::Status Machine::Refuse(absl::string_view reason) const {
+  return absl::FailedPreconditionError(
+      absl::StrCat(what_, ": ", reason, " at offset ", op_offset_));
+}
+
+absl::Status Machine::Need(size_t n, absl::string_view field) {
+  size_t left = bytes_.size() - pos_;
+  if (n > left) {
+    return Corrupt(absl::StrCat("truncated pickle: ", field, " needs ", n, " bytes but ", left,
+                                " remain"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<absl::string_view> Machine::ReadBytes(size_t n, absl::string_view field) {
+  WEIGHTD_RETURN_IF_ERROR(Need(n, field));
+  absl::string_view out(reinterpret_cast<const char*>(bytes_.data()) + pos_, n);
+  pos_ += n;
+  return out;
+}
+
+absl::StatusOr<uint64_t> Machine::ReadUInt(size_t width, absl::string_view field) {
+  WEIGHTD_ASSIGN_OR_RETURN(absl::string_view b, ReadBytes(width, field));
+  uint64_t v = 0;
+  for (size_t i = 0; i < width; ++i) v |= uint64_t{static_cast<uint8_t>(b[i])} << (8 * i);
+  return v;
+}
+
+absl::StatusOr<absl::string_view> Machine::ReadLine() {
+  const uint8_t* start = bytes_.data() + pos_;
+  const void* nl = std::memchr(start, '\n', bytes_.size() - pos_);
+  if (nl == nullptr) return Corrupt("truncated pickle: text argument has no newline");
+  size_t n = static_cast<const uint8_t*>(nl) - start;
+  pos_ += n + 1;
+  return absl::string_view(reinterpret_cast<const char*>(start), n);
+}
+
+// A length-prefixed string: the length is checked against the limit and the
+// remaining input before anything is allocated.
+absl::StatusOr<absl::string_view> Machine::ReadSized(size_t width, absl::string_view field) {
+  WEIGHTD_ASSIGN_OR_RETURN(uint64_t n, ReadUInt(width, field));
+  if (n > limits_.max_string) {
+    return Corrupt(absl::StrCat(field, " length ", n, " exceeds the limit of ",
+                                limits_.max_string, " bytes"));
+  }
+  return ReadBytes(static_cast<size_t>(n), field);
+}
+
+absl::Status Machine::Push(Item item) {
+  if (stack_.size() >= limits_.max_stack) {
+    return Corrupt(absl::StrCat("stack exceeds the limit of ", limits_.max_stack, " entries"));
+  }
+  stack_.push_back(std::move(item));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Item> Machine::Pop() {
+  size_t floor = marks_.empty() ? 0 : marks_.back();
+  if (stack_.size() <= floor) return Corrupt("stack underflow");
+  Item item = std::move(stack_.back());
+  stack_.pop_back();
+  return item;
+}
+
+absl::StatusOr<Item*> Machine::Top() {
+  size_t floor = marks_.empty() ? 0 : marks_.back();
+  if (stack_.size() <= floor) return Corrupt("stack underflow");
+  return &stack_.back();
+}
+
+absl::StatusOr<std::vector<Item>> Machine::PopMark() {
+  if (marks_.empty()) return Corrupt("MARK expected but none is set");
+  size_t mark = marks_.back();
+  marks_.pop_back();
+  std::vector<Item> items(std::make_move_iterator(stack_.begin() + mark),
+                          std::make_move_iterator(stack_.end()));
+  stack_.resize(mark);
+  return items;
+}
+
+absl::StatusOr<ValuePtr> Machine::PopValue(absl::string_view opcode) {
+  WEIGHTD_ASSIGN_OR_RETURN(Item item, Pop());
+  if (const ValuePtr* v = AsValue(item)) return *v;
+  return Refuse(absl::StrCat(opcode, " got a ", Describe(item), " where a value was expected"));
+}
+
+absl::Status Machine::MemoPut(uint64_t index) {
+  WEIGHTD_ASSIGN_OR_RETURN(Item * top, Top());
+  auto [it, inserted] = memo_.try_emplace(index, *top);
+  if (!inserted) {
+    it->second = *top;
+  } else if (memo_.size() > limits_.max_memo) {
+    return Corrupt(absl::StrCat("memo exceeds the limit of ", limits_.max_memo, " entries"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Machine::MemoGet(uint64_t index) {
+  auto it = memo_.find(index);
+  if (it == memo_.end()) return Corrupt(absl::StrCat("memo has no entry ", index));
+  return Push(it->second);
+}
+
+ValuePtr Machine::NewContainer(ValuePtr container) {
+  NodeInfo& info = nodes_[container.get()];
+  info.keep = container;
+  info.depth = 1;
+  info.nested = false;
+  return container;
+}
+
+size_t Machine::DepthOf(const Item& item) const {
+  if (const ObjTuple* t = AsObjTuple(item)) return t->depth;
+  const ValuePtr* v = AsValue(item);
+  if (v == nullptr) return 0;
+  auto it = nodes_.find(v->get());
+  return it == nodes_.end() ? 0 : it->second.depth;
+}
+
+// Depth bookkeeping keeps every tree shallower than max_depth (so that
+// destroying and walking it cannot overflow the C++ stack) and rules out
+// cycles: a container may only grow deeper while nothing holds it, and a
+// child always has a smaller depth than its parent. Python's pickler always
+// completes a child before putting it in its parent; only recursive (or
+// crafted) structures break that.
+absl::Status Machine::AddChild(const ValuePtr& parent, const ValuePtr& child) {
+  if (parent == child) return Corrupt("recursive structure: a container contains itself");
+  auto child_it = nodes_.find(child.get());
+  size_t need = 1;
+  if (child_it != nodes_.end()) {
+    child_it->second.nested = true;
+    need = child_it->second.depth + 1;
+  }
+  NodeInfo& p = nodes_[parent.get()];
+  if (p.keep == nullptr) p.keep = parent;
+  if (need > p.depth) {
+    if (p.nested) {
+      return Corrupt(absl::StrCat("a ", parent->KindName(),
+                                  " grows deeper after being nested (recursive structure)"));
+    }
+    if (need > limits_.max_depth) {
+      return Corrupt(absl::StrCat("nesting deeper than ", limits_.max_depth, " levels"));
+    }
+    p.depth = need;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Item> Machine::MakeTuple(std::vector<Item> items) {
+  bool all_values = true;
+  size_t depth = 1;
+  for (const Item& item : items) {
+    all_values = all_values && AsValue(item) != nullptr;
+    depth = std::max(depth, DepthOf(item) + 1);
+  }
+  if (depth > limits_.max_depth) {
+    return Corrupt(absl::StrCat("nesting deeper than ", limits_.max_depth, " levels"));
+  }
+  if (!all_values) {
+    auto t = std::make_shared<ObjTuple>();
+    t->items = std::move(items);
+    t->depth = depth;
+    return Item(std::shared_ptr<const ObjTuple>(std::move(t)));
+  }
+  ValuePtr tuple = NewContainer(Value::Tuple());
+  for (Item& item : items) {
+    WEIGHTD_RETURN_IF_ERROR(AddChild(tuple, std::get<ValuePtr>(item)));
+    tuple->mutable_items().push_back(std::move(std::get<ValuePtr>(item)));
+  }
+  return Item(std::move(tuple));
+}
+
+absl::Status Machine::Append(const ValuePtr& list, std::vector<Item> items,
+                             absl::string_view opcode) {
+  if (!list->is(Value::Kind::kList)) {
+    return Corrupt(absl::StrCat(opcode, " on a ", list->KindName(), ", not a list"));
+  }
+  for (Item& item : items) {
+    const ValuePtr* v = AsValue(item);
+    if (v == nullptr) return Refuse(absl::StrCat("a ", Describe(item), " cannot go in a list"));
+    WEIGHTD_RETURN_IF_ERROR(AddChild(list, *v));
+    list->mutable_items().push_back(*v);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Machine::SetItems(const ValuePtr& dict, std::vector<Item> items,
+                               absl::string_view opcode) {
+  if (!dict->is(Value::Kind::kDict)) {
+    return Corrupt(absl::StrCat(opcode, " on a ", dict->KindName(), ", not a dict"));
+  }
+  if (items.size() % 2 != 0) return Corrupt(absl::StrCat(opcode, " with an odd number of items"));
+  for (size_t i = 0; i < items.size(); i += 2) {
+    const ValuePtr* k = AsValue(items[i]);
+    const ValuePtr* v = AsValue(items[i + 1]);
+    if (k == nullptr || v == nullptr) {
+      return Refuse(absl::StrCat("a ", Describe(k ? items[i + 1] : items[i]),
+                                 " cannot go in a dict"));
+    }
+    WEIGHTD_RETURN_IF_ERROR(AddChild(dict, *k));
+    WEIGHTD_RETURN_IF_ERROR(AddChild(dict, *v));
+    absl::Status s = dict->SetItem(*k, *v);
+    if (!s.ok()) return Corrupt(s.message());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Machine::AddItems(const ValuePtr& set, std::vector<Item> items,
+                               absl::string_view opcode) {
+  if (!set->is(Value::Kind::kSet)) {
+    return Corrupt(absl::StrCat(opcode, " on a ", set->KindName(), ", not a set"));
+  }
+  for (Item& item : items) {
+    const ValuePtr* v = AsValue(item);
+    if (v == nullptr) return Refuse(absl::StrCat("a ", Describe(item), " cannot go in a set"));
+    WEIGHTD_RETURN_IF_ERROR(AddChild(set, *v));
+    set->mutable_items().push_back(*v);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Item> Machine::ParseIntLine(absl::string_view line, bool is_long) {
+  if (is_long && !line.empty() && line.back() == 'L') line.remove_suffix(1);
+  if (!is_long && line == "00") return Item(Value::Bool(false));  // protocol 0 bools
+  if (!is_long && line == "01") return Item(Value::Bool(true));
+  bool negative = false;
+  absl::string_view digits = line;
+  if (!digits.empty() && (digits[0] == '-' || digits[0] == '+')) {
+    negative = digits[0] == '-';
+    digits.remove_prefix(1);
+  }
+  if (digits.empty() || digits.size() > kMaxDecimalDigits) {
+    return Corrupt("bad integer text");
+  }
+  for (char c : digits) {
+    if (!absl::ascii_isdigit(c)) return Corrupt("bad integer text");
+  }
+  return Item(IntFromDecimal(digits, negative));
+}
+
+absl::Status Machine::Step(uint8_t op) {
+  switch (op) {
+    case 0x80: {  // PROTO
+      WEIGHTD_ASSIGN_OR_RETURN(uint64_t v, ReadUInt(1, "PROTO"));
+      if (v > 5) return Corrupt(absl::StrCat("unsupported pickle protocol ", v));
+      return absl::OkStatus();
+    }
+    case 0x95: {  // FRAME: an I/O hint; opcodes are read straight through it
+      WEIGHTD_ASSIGN_OR_RETURN(uint64_t n, ReadUInt(8, "FRAME"));
+      return Need(n, "FRAME");
+    }
+    case '(':  // MARK
+      if (marks_.size() >= limits_.max_stack) return Corrupt("too many MARKs");
+      marks_.push_back(stack_.size());
+      return absl::OkStatus();
+    case '0':  // POP (Python pops the mark when the frame is empty)
+      if (!marks_.empty() && stack_.size() == marks_.back()) {
+        marks_.pop_back();
+        return absl::OkStatus();
+      }
+      return Pop().status();
+    case '1':  // POP_MARK
+      return PopMark().status();
+    case '2': {  // DUP
+      WEIGHTD_ASSIGN_OR_RETURN(Item * top, Top());
+      Item copy = *top;
+      return Push(std::move(copy));
+    }
+    case 'N': return Push(Value::None());
+    case 0x88: return Push(Value::Bool(true));
+    case 0x89: return Push(Value::Bool(false));
+    case 'I':
+    case 'L': {  // INT, LONG (text)
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view line, ReadLine());
+      WEIGHTD_ASSIGN_OR_RETURN(Item item, ParseIntLine(line, op == 'L'));
+      return Push(std::move(item));
+    }
+    case 'J': {  // BININT
+      WEIGHTD_ASSIGN_OR_RETURN(uint64_t v, ReadUInt(4, "BININT"));
+      return Push(Value::Int(static_cast<int32_t>(static_cast<uint32_t>(v))));
+    }
+    case 'K': {  // BININT1
+      WEIGHTD_ASSIGN_OR_RETURN(uint64_t v, ReadUInt(1, "BININT1"));
+      return Push(Value::Int(static_cast<int64_t>(v)));
+    }
+    case 'M': {  // BININT2
+      WEIGHTD_ASSIGN_OR_RETURN(uint64_t v, ReadUInt(2, "BININT2"));
+      return Push(Value::Int(static_cast<int64_t>(v)));
+    }
+    case 0x8a:    // LONG1
+    case 0x8b: {  // LONG4
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view b,
+                               ReadSized(op == 0x8a ? 1 : 4, op == 0x8a ? "LONG1" : "LONG4"));
+      return Push(IntFromTwosComplement(b));
+    }
+    case 'F': {  // FLOAT (text)
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view line, ReadLine());
+      double d;
+      if (!absl::SimpleAtod(line, &d)) return Corrupt("bad FLOAT text");
+      return Push(Value::Float(d));
+    }
+    case 'G': {  // BINFLOAT: big-endian IEEE 754
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view b, ReadBytes(8, "BINFLOAT"));
+      return Push(Value::Float(BigEndianDouble(b)));
+    }
+    case 'S': {  // STRING: a quoted Python 2 str repr
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view line, ReadLine());
+      if (line.size() < 2 || line.front() != line.back() ||
+          (line.front() != '\'' && line.front() != '"')) {
+        return Corrupt("the STRING opcode argument must be quoted");
+      }
+      return Push(Value::String(EscapeDecode(line.substr(1, line.size() - 2))));
+    }
+    // Python 2 str: torch.load decodes it with encoding='utf-8', giving str.
+    case 'T': {  // BINSTRING
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view s, ReadSized(4, "BINSTRING"));
+      return Push(Value::String(std::string(s)));
+    }
+    case 'U': {  // SHORT_BINSTRING
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view s, ReadSized(1, "SHORT_BINSTRING"));
+      return Push(Value::String(std::string(s)));
+    }
+    case 'X':     // BINUNICODE
+    case 0x8c:    // SHORT_BINUNICODE
+    case 0x8d: {  // BINUNICODE8
+      size_t width = op == 'X' ? 4 : op == 0x8c ? 1 : 8;
+      WEIGHTD_ASSIGN_OR_RETURN(
+          absl::string_view s,
+          ReadSized(width, op == 'X' ? "BINUNICODE" : op == 0x8c ? "SHORT_BINUNICODE"
+                                                                 : "BINUNICODE8"));
+      return Push(Value::String(std::string(s)));
+    }
+    case 'B':     // BINBYTES
+    case 'C':     // SHORT_BINBYTES
+    case 0x8e: {  // BINBYTES8
+      size_t width = op == 'B' ? 4 : op == 'C' ? 1 : 8;
+      WEIGHTD_ASSIGN_OR_RETURN(
+          absl::string_view s,
+          ReadSized(width, op == 'B' ? "BINBYTES" : op == 'C' ? "SHORT_BINBYTES" : "BINBYTES8"));
+      return Push(Value::Bytes(std::string(s)));
+    }
+    case ']': return Push(NewContainer(Value::List()));
+    case '}': return Push(NewContainer(Value::Dict()));
+    case 0x8f: return Push(NewContainer(Value::Set()));
+    case ')': return Push(NewContainer(Value::Tuple()));
+    case 'l': {  // LIST
+      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
+      ValuePtr list = NewContainer(Value::List());
+      WEIGHTD_RETURN_IF_ERROR(Append(list, std::move(items), "LIST"));
+      return Push(std::move(list));
+    }
+    case 'd': {  // DICT
+      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
+      ValuePtr dict = NewContainer(Value::Dict());
+      WEIGHTD_RETURN_IF_ERROR(SetItems(dict, std::move(items), "DICT"));
+      return Push(std::move(dict));
+    }
+    case 0x91: {  // FROZENSET
+      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
+      ValuePtr set = NewContainer(Value::Set());
+      WEIGHTD_RETURN_IF_ERROR(AddItems(set, std::move(items), "FROZENSET"));
+      return Push(std::move(set));
+    }
+    case 't': {  // TUPLE
+      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
+      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(std::move(items)));
+      return Push(std::move(tuple));
+    }
+    case 0x85:
+    case 0x86:
+    case 0x87: {  // TUPLE1..3
+      size_t n = op - 0x84;
+      std::vector<Item> items(n);
+      for (size_t i = n; i-- > 0;) {
+        WEIGHTD_ASSIGN_OR_RETURN(items[i], Pop());
+      }
+      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(std::move(items)));
+      return Push(std::move(tuple));
+    }
+    case 'a': {  // APPEND
+      WEIGHTD_ASSIGN_OR_RETURN(Item item, Pop());
+      WEIGHTD_ASSIGN_OR_RETURN(Item * target, Top());
+      const ValuePtr* list = AsValue(*target);
+      if (list == nullptr) return Refuse(absl::StrCat("APPEND on a ", Describe(*target)));
+      std::vector<Item> items;
+      items.push_back(std::move(item));
+      return Append(*list, std::move(items), "APPEND");
+    }
+    case 'e':     // APPENDS
+    case 'u':     // SETITEMS
+    case 0x90: {  // ADDITEMS
+      absl::string_view name = op == 'e' ? "APPENDS" : op == 'u' ? "SETITEMS" : "ADDITEMS";
+      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
+      WEIGHTD_ASSIGN_OR_RETURN(Item * target, Top());
+      const ValuePtr* v = AsValue(*target);
+      if (v == nullptr) return Refuse(absl::StrCat(name, " on a ", Describe(*target)));
+      ValuePtr container = *v;
+      if (op == 'e') return Append(container, std::move(items), name);
+      if (op == 'u') return SetItems(container, std::move(items), name);
+      return AddItems(container, std::move(items), name);
+    }
+    case 's': {  // SETITEM
+      std::vector<Item> items(2);
+      WEIGHTD_ASSIGN_OR_RETURN(items[1], Pop());
+      WEIGHTD_ASSIGN_OR_RETURN(items[0], Pop());
+      WEIGHTD_ASSIGN_OR_RETURN(Item * target, Top());
+      const ValuePtr* v = AsValue(*target);
+      if (v == nullptr) return Refuse(absl::StrCat("SETITEM on a ", Describe(*target)));
+      ValuePtr dict = *v;
+      return SetItems(dict, std::move(items), "SETITEM");
+    }
+    case 'g': {  // GET
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view line, ReadLine());
+      uint64_t index;
+      if (!absl::SimpleAtoi(line, &index)) return Corrupt("bad GET index");
+      return MemoGet(index);
+    }
+    case 'h':
+    case 'j': {  // BINGET, LONG_BINGET
+      WEIGHTD_ASSIGN_OR_RETURN(uint64_t index, ReadUInt(op == 'h' ? 1 : 4, "BINGET"));
+      return MemoGet(index);
+    }
+    case 'p': {  // PUT
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view line, ReadLine());
+      uint64_t index;
+      if (!absl::SimpleAtoi(line, &index)) return Corrupt("bad PUT index");
+      return MemoPut(index);
+    }
+    case 'q':
+    case 'r': {  // BINPUT, LONG_BINPUT
+      WEIGHTD_ASSIGN_OR_RETURN(uint64_t index, ReadUInt(op == 'q' ? 1 : 4, "BINPUT"));
+      return MemoPut(index);
+    }
+    case 0x94:  // MEMOIZE
+      return MemoPut(memo_.size());
+    case 'c': {  // GLOBAL
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view module, ReadLine());
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view name, ReadLine());
+      WEIGHTD_ASSIGN_OR_RETURN(Item global, FindGlobal(module, name));
+      return Push(std::move(global));
+    }
+    case 0x93: {  // STACK_GLOBAL
+      WEIGHTD_ASSIGN_OR_RETURN(ValuePtr name, PopValue("STACK_GLOBAL"));
+      WEIGHTD_ASSIGN_OR_RETURN(ValuePtr module, PopValue("STACK_GLOBAL"));
+      if (!name->is(Value::Kind::kString) || !module->is(Value::Kind::kString)) {
+        return Corrupt("STACK_GLOBAL needs two str");
+      }
+      WEIGHTD_ASSIGN_OR_RETURN(Item global, FindGlobal(module->str(), name->str()));
+      return Push(std::move(global));
+    }
+    case 'i': {  // INST: module, name, then the arguments since MARK
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view module, ReadLine());
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view name, ReadLine());
+      WEIGHTD_ASSIGN_OR_RETURN(Item cls, FindGlobal(module, name));
+      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> args, PopMark());
+      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(std::move(args)));
+      WEIGHTD_ASSIGN_OR_RETURN(Item result, Call(cls, tuple, "INST"));
+      return Push(std::move(result));
+    }
+    case 'o': {  // OBJ: class and arguments since MARK
+      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
+      if (items.empty()) return Corrupt("OBJ without a class");
+      Item cls = std::move(items.front());
+      items.erase(items.begin());
+      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(std::move(items)));
+      WEIGHTD_ASSIGN_OR_RETURN(Item result, Call(cls, tuple, "OBJ"));
+      return Push(std::move(result));
+    }
+    case 'R':     // REDUCE
+    case 0x81: {  // NEWOBJ: cls.__new__(cls, *args); the allowlisted classes agree
+      WEIGHTD_ASSIGN_OR_RETURN(Item args, Pop());
+      WEIGHTD_ASSIGN_OR_RETURN(Item fn, Pop());
+      WEIGHTD_ASSIGN_OR_RETURN(Item result, Call(fn, args, op == 'R' ? "REDUCE" : "NEWOBJ"));
+      return Push(std::move(result));
+    }
+    case 0x92: {  // NEWOBJ_EX: cls, args, kwargs
+      WEIGHTD_ASSIGN_OR_RETURN(ValuePtr kwargs, PopValue("NEWOBJ_EX"));
+      WEIGHTD_ASSIGN_OR_RETURN(Item args, Pop());
+      WEIGHTD_ASSIGN_OR_RETURN(Item cls, Pop());
+      if (!kwargs->is(Value::Kind::kDict) || !kwargs->entries().empty()) {
+        return Refuse("NEWOBJ_EX with keyword arguments is not supported");
+      }
+      WEIGHTD_ASSIGN_OR_RETURN(Item result, Call(cls, args, "NEWOBJ_EX"));
+      return Push(std::move(result));
+    }
+    case 'b': {  // BUILD
+      WEIGHTD_ASSIGN_OR_RETURN(Item state, Pop());
+      WEIGHTD_ASSIGN_OR_RETURN(Item * inst, Top());
+      return Build(*inst, state);
+    }
+    case 'Q': {  // BINPERSID
+      WEIGHTD_ASSIGN_OR_RETURN(Item pid, Pop());
+      WEIGHTD_ASSIGN_OR_RETURN(Item storage, PersistentLoad(pid));
+      return Push(std::move(storage));
+    }
+    case 'P': {  // PERSID: a text id, which torch never writes
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view line, ReadLine());
+      return Corrupt(absl::StrCat("unsupported text persistent id '",
+                                  line.substr(0, std::min<size_t>(line.size(), 40)), "'"));
+    }
+    case 0x82:
+    case 0x83:
+    case 0x84:  // EXT1/2/4: the copyreg extension registry looks names up
+      return Refuse("pickle extension codes (EXT1/EXT2/EXT4) are not allowed");
+    case 0x96:
+    case 0x97:
+    case 0x98:
+      return Corrupt(absl::StrFormat(
+          "pickle protocol 5 opcode 0x%02x (out-of-band buffers) is not supported", op));
+    case 'V': {  // UNICODE (protocol 0)
+      WEIGHTD_ASSIGN_OR_RETURN(absl::string_view line, ReadLine());
+      std::string text;
+      if (!RawUnicodeEscapeToUtf8(line, &text)) return Corrupt("bad UNICODE escape");
+      return Push(Value::String(std::move(text)));
+    }
+    default:
+      return Corrupt(absl::StrFormat("unknown pickle opcode 0x%02x", op));
+  }
+}
+
+absl::StatusOr<ValuePtr> Machine::Run(size_t* consumed) {
+  while (pos_ < bytes_.size()) {
+    op_offset_ = pos_;
+    uint8_t op = bytes_[pos_++];
+    if (op == '.') {  // STOP
+      WEIGHTD_ASSIGN_OR_RETURN(Item result, Pop());
+      const ValuePtr* v = AsValue(result);
+      if (v == nullptr) return Refuse(absl::StrCat("pickle result is a ", Describe(result)));
+      if (consumed != nullptr) *consumed = pos_;
+      return *v;
+    }
+    WEIGHTD_RETURN_IF_ERROR(Step(op));
+  }
+  op_offset_ = pos_;
+  return Corrupt("truncated pickle: no STOP opcode");
+}
+
+}  // namespace pickle_internal
+
+absl::StatusOr<ValuePtr> Unpickle(absl::Span<const uint8_t> bytes, absl::string_view what,
+                                  const StorageLoader& load_storage,
+                                  const UnpicklerLimits& limits, size_t* consumed) {
+  pickle_internal::Machine machine(bytes, what, load_storage, limits);
+  return machine.Run(consumed);
+}
+
+}  // namespace weightd

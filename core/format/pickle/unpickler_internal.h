@@ -1,0 +1,175 @@
+// Internals of the restricted unpickler, shared by its .cc files. Not part of
+// the public API.
+#ifndef WEIGHTD_CORE_FORMAT_PICKLE_UNPICKLER_INTERNAL_H_
+#define WEIGHTD_CORE_FORMAT_PICKLE_UNPICKLER_INTERNAL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "core/checkpoint/value.h"
+#include "core/format/pickle/unpickler.h"
+
+namespace weightd {
+namespace pickle_internal {
+
+// The allowlisted globals. Nothing is ever looked up by name at run time:
+// a GLOBAL either maps to one of these or is refused.
+enum class GlobalKind {
+  kOrderedDict,
+  kRebuildTensorV2,
+  kRebuildTensor,
+  kRebuildParameter,
+  kRebuildParameterWithState,
+  kRebuildFromTypeV2,
+  kStorageType,  // torch.FloatStorage...; only inside a persistent id
+  kTorchSize,
+  kTorchDevice,
+  kCodecsEncode,
+  kSet,
+  kFrozenSet,
+  kByteArray,
+  kParameterClass,  // only inside _rebuild_from_type_v2
+  kTensorClass,     // only inside _rebuild_from_type_v2
+};
+
+struct GlobalRef {
+  GlobalKind kind;
+  DType dtype = DType::kFloat32;  // for kStorageType
+  std::string name;               // "module.name", for messages
+};
+
+// What a persistent id resolved to: a storage, or (legacy view_metadata) a
+// slice of one, expressed as an element offset into the root storage because
+// the root's bytes may not be filled in yet.
+struct StorageRef {
+  std::shared_ptr<const Storage> storage;
+  DType dtype;
+  int64_t offset = 0;  // elements
+  int64_t numel = 0;   // elements visible through this reference
+};
+
+struct ObjTuple;
+
+// A stack or memo entry. Most are Values; globals, storages and tuples that
+// hold them only live on the stack as arguments and never enter the tree.
+using Item = std::variant<ValuePtr, std::shared_ptr<const GlobalRef>,
+                          std::shared_ptr<const StorageRef>, std::shared_ptr<const ObjTuple>>;
+
+// A tuple with at least one non-Value item, e.g. a persistent id holding
+// torch.FloatStorage or the arguments of a REDUCE.
+struct ObjTuple {
+  std::vector<Item> items;
+  size_t depth = 1;
+};
+
+inline const ValuePtr* AsValue(const Item& item) { return std::get_if<ValuePtr>(&item); }
+inline const GlobalRef* AsGlobal(const Item& item) {
+  auto* p = std::get_if<std::shared_ptr<const GlobalRef>>(&item);
+  return p ? p->get() : nullptr;
+}
+inline const StorageRef* AsStorage(const Item& item) {
+  auto* p = std::get_if<std::shared_ptr<const StorageRef>>(&item);
+  return p ? p->get() : nullptr;
+}
+inline const ObjTuple* AsObjTuple(const Item& item) {
+  auto* p = std::get_if<std::shared_ptr<const ObjTuple>>(&item);
+  return p ? p->get() : nullptr;
+}
+
+// Short description of an item for error messages ("list", "global torch.Size").
+std::string Describe(const Item& item);
+
+// The interpreter state of one Unpickle call.
+class Machine {
+ public:
+  Machine(absl::Span<const uint8_t> bytes, absl::string_view what, const StorageLoader& loader,
+          const UnpicklerLimits& limits)
+      : bytes_(bytes), what_(what), loader_(loader), limits_(limits) {}
+
+  absl::StatusOr<ValuePtr> Run(size_t* consumed);
+
+ private:
+  // --- errors (message: "<what>: <reason> at offset N") ---
+  absl::Status Corrupt(absl::string_view reason) const;  // DataLoss
+  absl::Status Refuse(absl::string_view reason) const;   // FailedPrecondition
+
+  // --- input ---
+  absl::Status Need(size_t n, absl::string_view field);
+  absl::StatusOr<absl::string_view> ReadBytes(size_t n, absl::string_view field);
+  absl::StatusOr<uint64_t> ReadUInt(size_t width, absl::string_view field);  // little endian
+  absl::StatusOr<absl::string_view> ReadLine();  // without the '\n'
+  absl::StatusOr<absl::string_view> ReadSized(size_t width, absl::string_view field);
+
+  // --- stack ---
+  absl::Status Push(Item item);
+  absl::StatusOr<Item> Pop();
+  absl::StatusOr<Item*> Top();
+  absl::StatusOr<std::vector<Item>> PopMark();  // items above the last MARK
+  absl::StatusOr<ValuePtr> PopValue(absl::string_view opcode);
+
+  // --- memo ---
+  absl::Status MemoPut(uint64_t index);
+  absl::Status MemoGet(uint64_t index);
+
+  // --- containers and nesting depth ---
+  ValuePtr NewContainer(ValuePtr container);
+  size_t DepthOf(const Item& item) const;
+  // Records that `child` now sits inside `parent` (a container made here).
+  absl::Status AddChild(const ValuePtr& parent, const ValuePtr& child);
+  absl::StatusOr<Item> MakeTuple(std::vector<Item> items);
+  absl::Status Append(const ValuePtr& list, std::vector<Item> items, absl::string_view opcode);
+  absl::Status SetItems(const ValuePtr& dict, std::vector<Item> items, absl::string_view opcode);
+  absl::Status AddItems(const ValuePtr& set, std::vector<Item> items, absl::string_view opcode);
+
+  // --- opcode groups ---
+  absl::Status Step(uint8_t op);
+  absl::StatusOr<Item> ParseIntLine(absl::string_view line, bool is_long);
+
+  // --- allowlist (unpickler_reduce.cc) ---
+  absl::StatusOr<Item> FindGlobal(absl::string_view module, absl::string_view name);
+  absl::StatusOr<Item> Call(const Item& callable, const Item& args, absl::string_view opcode);
+  absl::StatusOr<Item> CallGlobal(const GlobalRef& fn, absl::Span<const Item> args);
+  absl::StatusOr<Item> PersistentLoad(const Item& pid);
+  absl::Status Build(const Item& inst, const Item& state);
+  absl::StatusOr<Item> RebuildTensor(const GlobalRef& fn, absl::Span<const Item> args);
+  absl::StatusOr<Item> RebuildParameter(const GlobalRef& fn, absl::Span<const Item> args);
+  absl::StatusOr<Item> RebuildFromType(absl::Span<const Item> args);
+  absl::StatusOr<std::vector<int64_t>> IntTuple(const Item& item, absl::string_view what);
+  absl::StatusOr<int64_t> IntArg(const Item& item, absl::string_view what);
+  absl::StatusOr<bool> BoolArg(const Item& item, absl::string_view what);
+  absl::StatusOr<std::string> StrArg(const Item& item, absl::string_view what);
+  absl::StatusOr<std::vector<ValuePtr>> Iterable(const Item& item, absl::string_view what);
+  bool IsEmptyState(const Item& state) const;
+  bool IsAttributeState(const Item& state) const;
+
+  struct NodeInfo {
+    ValuePtr keep;  // keeps the address from being reused while we track it
+    size_t depth = 1;
+    bool nested = false;
+  };
+
+  absl::Span<const uint8_t> bytes_;
+  absl::string_view what_;
+  const StorageLoader& loader_;
+  const UnpicklerLimits& limits_;
+  size_t pos_ = 0;
+  size_t op_offset_ = 0;
+  bool stopped_ = false;
+  std::vector<Item> stack_;
+  std::vector<size_t> marks_;
+  absl::flat_hash_map<uint64_t, Item> memo_;
+  absl::flat_hash_map<const Value*, NodeInfo> nodes_;
+};
+
+}  // namespace pickle_internal
+}  // namespace weightd
+
+#endif  // WEIGHTD_CORE_FORMAT_PICKLE_UNPICKLER_INTERNAL_H_
