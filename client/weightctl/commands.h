@@ -8,6 +8,7 @@ namespace weightd::cli {
 
 Command InspectCommand();  // inspect_command.cc
 Command ConvertCommand();  // convert_command.cc
+Command MatchCommand();    // match_command.cc
 
 }  // namespace weightd::cli
 

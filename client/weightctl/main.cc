@@ -10,7 +10,7 @@
 namespace weightd::cli {
 namespace {
 
-std::vector<Command> AllCommands() { return {InspectCommand(), ConvertCommand()}; }
+std::vector<Command> AllCommands() { return {InspectCommand(), ConvertCommand(), MatchCommand()}; }
 
 void PrintUsage(std::ostream& out) {
   out << "usage: weightctl COMMAND [ARGS...]\n\ncommands:\n";
