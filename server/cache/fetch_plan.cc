@@ -1,0 +1,76 @@
+#include "server/cache/fetch_plan.h"
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "core/util/status_macros.h"
+#include "server/cache/dtype_cast.h"
+
+namespace weightd {
+namespace {
+
+template <typename T>
+void Append(std::vector<T>* to, const std::vector<T>& from) {
+  to->insert(to->end(), from.begin(), from.end());
+}
+
+}  // namespace
+
+RuleSet MergeRuleSets(const RuleSet& first, const RuleSet& then) {
+  RuleSet out = first;
+  Append(&out.rules, then.rules);
+  Append(&out.include, then.include);
+  Append(&out.exclude, then.exclude);
+  Append(&out.ignore_missing, then.ignore_missing);
+  Append(&out.ignore_unexpected, then.ignore_unexpected);
+  out.auto_prefix = first.auto_prefix || then.auto_prefix;
+  return out;
+}
+
+absl::StatusOr<MatchReport> MatchView(const StateDictView& view,
+                                      absl::Span<const TensorEntry> target, const RuleSet& rules,
+                                      const MatchOptions& options) {
+  return Match(view.entries(), target, rules, options);
+}
+
+absl::StatusOr<FetchPlan> PlanFetch(const StateDictView& view, const FetchSpec& spec) {
+  FetchPlan plan;
+  if (!spec.target.empty()) {
+    if (!spec.keys.empty()) {
+      return absl::InvalidArgumentError("give either keys or a target, not both");
+    }
+    WEIGHTD_ASSIGN_OR_RETURN(plan.report, MatchView(view, spec.target, spec.rules, spec.options));
+  } else {
+    // Plain mode is the engine's match of the chosen sources onto themselves,
+    // so both modes stream one kind of report.
+    std::vector<TensorEntry> chosen;
+    if (spec.keys.empty()) {
+      chosen = view.entries();
+    } else {
+      absl::flat_hash_set<std::string> seen;
+      for (const std::string& key : spec.keys) {
+        int index = view.Find(key);
+        if (index < 0) {
+          return absl::NotFoundError(absl::StrCat("no tensor \"", key, "\" in the state dict"));
+        }
+        if (seen.insert(key).second) chosen.push_back(view.entries()[index]);
+      }
+    }
+    WEIGHTD_ASSIGN_OR_RETURN(plan.report, Match(chosen, chosen, RuleSet(), MatchOptions()));
+  }
+  for (const MatchedPair& pair : plan.report.matched) {
+    PlannedTensor& t = plan.tensors.emplace_back();
+    t.name = pair.target;
+    t.source = pair.source;
+    t.index = view.Find(pair.source);
+    if (t.index < 0) {
+      return absl::InternalError(absl::StrCat("matched source \"", pair.source, "\" not found"));
+    }
+    const TensorRecord& record = view.tensors()[t.index].second;
+    t.send_dtype = spec.cast.value_or(record.dtype);
+    WEIGHTD_RETURN_IF_ERROR(CheckCast(record.dtype, t.send_dtype));
+    t.send_bytes = static_cast<uint64_t>(record.numel()) * DTypeSize(t.send_dtype);
+  }
+  return plan;
+}
+
+}  // namespace weightd

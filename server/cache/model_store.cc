@@ -1,0 +1,348 @@
+#include "server/cache/model_store.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace weightd {
+
+// One version's state. Shared so a load that finishes after a rescan dropped
+// the version writes into a detached slot harmlessly.
+struct ModelStore::Slot {
+  VersionEntry entry;
+  VersionState state = VersionState::kUnloaded;
+  absl::Status failure;  // when kFailed
+  std::shared_ptr<const Snapshot> snapshot;  // when kReady
+  uint64_t last_use = 0;
+  // What the last successful load found, kept after unload.
+  std::string format;
+  uint64_t tensor_count = 0;
+  uint64_t bytes = 0;
+  std::string select;
+};
+
+absl::string_view VersionStateName(VersionState state) {
+  switch (state) {
+    case VersionState::kUnloaded:
+      return "unloaded";
+    case VersionState::kLoading:
+      return "loading";
+    case VersionState::kReady:
+      return "ready";
+    case VersionState::kFailed:
+      return "failed";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(StoreOptions options) {
+  std::vector<std::string> warnings;
+  absl::StatusOr<std::vector<ModelEntry>> scanned =
+      ScanRepository(options.repository, &warnings);
+  if (!scanned.ok()) return scanned.status();
+  std::unique_ptr<ModelStore> store(new ModelStore(std::move(options)));
+  std::vector<std::string> preload;
+  {
+    absl::MutexLock lock(&store->mu_);
+    store->Install(*std::move(scanned));
+    for (const auto& [name, model] : store->models_) {
+      if (store->options_.preload || model.entry.config.preload()) preload.push_back(name);
+    }
+  }
+  // Preload failures are recorded in the slots and show in List().
+  for (const std::string& name : preload) store->Acquire(name, 0).status().IgnoreError();
+  return store;
+}
+
+void ModelStore::Install(std::vector<ModelEntry> models) {
+  std::map<std::string, ModelSlot, std::less<>> next;
+  for (ModelEntry& entry : models) {
+    ModelSlot& model = next[entry.name];
+    auto old = models_.find(entry.name);
+    const bool same_config =
+        old != models_.end() &&
+        old->second.entry.config.SerializeAsString() == entry.config.SerializeAsString() &&
+        old->second.entry.config_error == entry.config_error;
+    for (VersionEntry& version : entry.versions) {
+      if (same_config) {
+        auto it = old->second.versions.find(version.version);
+        if (it != old->second.versions.end()) {
+          const VersionEntry& was = it->second->entry;
+          if (was.path == version.path && was.file_size == version.file_size &&
+              was.mtime_ns == version.mtime_ns && was.error == version.error) {
+            model.versions.emplace(version.version, it->second);
+            continue;
+          }
+        }
+      }
+      auto slot = std::make_shared<Slot>();
+      slot->entry = std::move(version);
+      absl::Status error = entry.config_error.ok() ? slot->entry.error : entry.config_error;
+      if (!error.ok()) {
+        slot->state = VersionState::kFailed;
+        slot->failure = error;
+      }
+      model.versions.emplace(slot->entry.version, std::move(slot));
+    }
+    entry.versions.clear();
+    model.entry = std::move(entry);
+  }
+  models_ = std::move(next);
+}
+
+absl::StatusOr<const ModelStore::ModelSlot*> ModelStore::FindModelLocked(
+    absl::string_view model) const {
+  auto it = models_.find(model);
+  if (it == models_.end()) {
+    return absl::NotFoundError(absl::StrCat("model \"", model, "\" not found"));
+  }
+  return &it->second;
+}
+
+absl::StatusOr<std::shared_ptr<const Snapshot>> ModelStore::AcquireSlotLocked(
+    const std::string& name, const std::string& select, const std::shared_ptr<Slot>& keep,
+    absl::Time deadline, bool* changed) {
+  // `keep` holds the slot across unlocked waits and loads even if a rescan
+  // drops it meanwhile.
+  Slot& slot = *keep;
+  while (slot.state == VersionState::kLoading) {
+    if (loaded_.WaitWithDeadline(&mu_, deadline) && slot.state == VersionState::kLoading) {
+      return absl::UnavailableError(absl::StrCat("model \"", name, "\" version ",
+                                                 slot.entry.version, " is still loading"));
+    }
+  }
+  if (slot.state == VersionState::kReady) {
+    slot.last_use = ++tick_;
+    return slot.snapshot;
+  }
+  if (slot.state == VersionState::kFailed) return slot.failure;
+  slot.state = VersionState::kLoading;
+  const std::string path = slot.entry.path;
+  const int64_t version = slot.entry.version;
+  mu_.Unlock();
+  absl::StatusOr<std::shared_ptr<const Snapshot>> loaded =
+      Snapshot::Load(name, version, path, select);
+  mu_.Lock();
+  *changed = true;
+  loaded_.SignalAll();
+  if (!loaded.ok()) {
+    slot.state = VersionState::kFailed;
+    slot.failure = loaded.status();
+    return loaded.status();
+  }
+  slot.state = VersionState::kReady;
+  slot.snapshot = *loaded;
+  slot.last_use = ++tick_;
+  slot.format = (*loaded)->format();
+  slot.tensor_count = (*loaded)->default_view()->tensors().size();
+  slot.bytes = (*loaded)->host_bytes();
+  slot.select = (*loaded)->default_view()->select_path();
+  EvictLocked(&slot);
+  return loaded;
+}
+
+absl::StatusOr<std::shared_ptr<const Snapshot>> ModelStore::Acquire(absl::string_view model_name,
+                                                                    int64_t version,
+                                                                    absl::Time deadline) {
+  bool changed = false;
+  absl::StatusOr<std::shared_ptr<const Snapshot>> result;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<const ModelSlot*> model = FindModelLocked(model_name);
+    if (!model.ok()) return model.status();
+    if (version < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("version ", version, " is negative"));
+    }
+    if (version != 0) {
+      auto it = (*model)->versions.find(version);
+      if (it == (*model)->versions.end()) {
+        return absl::NotFoundError(
+            absl::StrCat("model \"", model_name, "\" has no version ", version));
+      }
+      result = AcquireSlotLocked((*model)->entry.name, (*model)->entry.config.select(),
+                                 it->second, deadline, &changed);
+    } else {
+      result = absl::NotFoundError(absl::StrCat("model \"", model_name, "\" has no versions"));
+      bool first = true;
+      // Newest first; a version that fails leaves the next older one serving.
+      // Copy what is needed: the map may change while a load runs unlocked.
+      const std::string name = (*model)->entry.name;
+      const std::string select = (*model)->entry.config.select();
+      std::vector<std::shared_ptr<Slot>> slots;
+      for (const auto& [v, slot] : (*model)->versions) slots.push_back(slot);
+      for (const std::shared_ptr<Slot>& slot : slots) {
+        absl::StatusOr<std::shared_ptr<const Snapshot>> got =
+            AcquireSlotLocked(name, select, slot, deadline, &changed);
+        if (got.ok()) {
+          result = std::move(got);
+          break;
+        }
+        if (first) result = std::move(got);
+        first = false;
+      }
+    }
+  }
+  if (changed) NotifyChanged();
+  return result;
+}
+
+void ModelStore::EvictLocked(const Slot* keep) {
+  if (options_.host_cache_bytes == 0) return;
+  uint64_t total = 0;
+  for (const auto& [name, model] : models_) {
+    for (const auto& [v, slot] : model.versions) {
+      if (slot->snapshot != nullptr) total += slot->snapshot->host_bytes();
+    }
+  }
+  while (total > options_.host_cache_bytes) {
+    Slot* victim = nullptr;
+    for (const auto& [name, model] : models_) {
+      for (const auto& [v, slot] : model.versions) {
+        // use_count 1: only the store holds it, no stream or request does.
+        if (slot.get() == keep || slot->snapshot == nullptr || slot->snapshot.use_count() > 1) {
+          continue;
+        }
+        if (victim == nullptr || slot->last_use < victim->last_use) victim = slot.get();
+      }
+    }
+    if (victim == nullptr) return;  // everything left is in use
+    total -= victim->snapshot->host_bytes();
+    victim->snapshot.reset();
+    victim->state = VersionState::kUnloaded;
+  }
+}
+
+absl::StatusOr<ModelStatus> ModelStore::Load(absl::string_view model_name, int64_t version) {
+  bool changed = false;
+  absl::StatusOr<ModelStatus> status;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<const ModelSlot*> model = FindModelLocked(model_name);
+    if (!model.ok()) return model.status();
+    if ((*model)->versions.empty()) {
+      return absl::NotFoundError(absl::StrCat("model \"", model_name, "\" has no versions"));
+    }
+    auto it = version == 0 ? (*model)->versions.begin() : (*model)->versions.find(version);
+    if (it == (*model)->versions.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("model \"", model_name, "\" has no version ", version));
+    }
+    std::shared_ptr<Slot> slot = it->second;
+    const bool fixed_error = !slot->entry.error.ok() || !(*model)->entry.config_error.ok();
+    if (slot->state == VersionState::kFailed && !fixed_error) {
+      slot->state = VersionState::kUnloaded;
+      slot->failure = absl::OkStatus();
+    }
+    absl::StatusOr<std::shared_ptr<const Snapshot>> got =
+        AcquireSlotLocked((*model)->entry.name, (*model)->entry.config.select(), slot,
+                          absl::InfiniteFuture(), &changed);
+    if (!got.ok()) {
+      status = got.status();
+    } else {
+      absl::StatusOr<const ModelSlot*> again = FindModelLocked(model_name);
+      if (again.ok()) {
+        status = StatusLocked(**again);
+      } else {
+        status = again.status();
+      }
+    }
+  }
+  if (changed) NotifyChanged();
+  return status;
+}
+
+absl::Status ModelStore::Unload(absl::string_view model_name, int64_t version) {
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<const ModelSlot*> model = FindModelLocked(model_name);
+    if (!model.ok()) return model.status();
+    if (version != 0 && (*model)->versions.count(version) == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("model \"", model_name, "\" has no version ", version));
+    }
+    for (const auto& [v, slot] : (*model)->versions) {
+      if ((version == 0 || v == version) && slot->state == VersionState::kReady) {
+        slot->snapshot.reset();
+        slot->state = VersionState::kUnloaded;
+      }
+    }
+  }
+  NotifyChanged();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ModelStatus>> ModelStore::Rescan() {
+  std::vector<std::string> warnings;
+  absl::StatusOr<std::vector<ModelEntry>> scanned =
+      ScanRepository(options_.repository, &warnings);
+  if (!scanned.ok()) return scanned.status();
+  {
+    absl::MutexLock lock(&mu_);
+    Install(*std::move(scanned));
+  }
+  NotifyChanged();
+  return List();
+}
+
+ModelStatus ModelStore::StatusLocked(const ModelSlot& model) const {
+  ModelStatus status;
+  status.name = model.entry.name;
+  for (const auto& [v, slot] : model.versions) {
+    VersionStatus& out = status.versions.emplace_back();
+    out.version = v;
+    out.state = slot->state;
+    if (slot->state == VersionState::kFailed) out.reason = std::string(slot->failure.message());
+    out.format = slot->format;
+    out.path = slot->entry.relative_path;
+    out.tensor_count = slot->tensor_count;
+    out.bytes = slot->bytes;
+    if (slot->state == VersionState::kReady) out.cache_tier = "host";
+    out.select = slot->select;
+  }
+  return status;
+}
+
+std::vector<ModelStatus> ModelStore::List() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<ModelStatus> out;
+  for (const auto& [name, model] : models_) out.push_back(StatusLocked(model));
+  return out;
+}
+
+absl::StatusOr<ModelStatus> ModelStore::Status(absl::string_view model_name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  absl::StatusOr<const ModelSlot*> model = FindModelLocked(model_name);
+  if (!model.ok()) return model.status();
+  return StatusLocked(**model);
+}
+
+absl::StatusOr<v1::ModelConfig> ModelStore::Config(absl::string_view model_name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  absl::StatusOr<const ModelSlot*> model = FindModelLocked(model_name);
+  if (!model.ok()) return model.status();
+  return (*model)->entry.config;
+}
+
+uint64_t ModelStore::host_bytes() const {
+  absl::ReaderMutexLock lock(&mu_);
+  uint64_t total = 0;
+  for (const auto& [name, model] : models_) {
+    for (const auto& [v, slot] : model.versions) {
+      if (slot->snapshot != nullptr) total += slot->snapshot->host_bytes();
+    }
+  }
+  return total;
+}
+
+void ModelStore::SetListener(std::function<void()> listener) {
+  absl::MutexLock lock(&listener_mu_);
+  listener_ = std::move(listener);
+}
+
+void ModelStore::NotifyChanged() {
+  absl::MutexLock lock(&listener_mu_);
+  if (listener_) listener_();
+}
+
+}  // namespace weightd

@@ -1,0 +1,82 @@
+#include "server/cache/snapshot.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/checkpoint/select.h"
+#include "core/format/checkpoint_io.h"
+#include "core/util/status_macros.h"
+
+namespace weightd {
+namespace {
+
+// Views of non-default select paths kept per snapshot; more are built per
+// request and dropped, so a client cannot grow the cache without bound.
+constexpr size_t kMaxCachedViews = 8;
+
+}  // namespace
+
+StateDictView::StateDictView(std::string select_path, StateDict tensors)
+    : select_path_(std::move(select_path)),
+      tensors_(std::move(tensors)),
+      entries_(EntriesFromStateDict(tensors_)),
+      checksum_once_(new std::once_flag[tensors_.size()]),
+      checksums_(new uint64_t[tensors_.size()]()) {
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    index_.emplace(tensors_[i].first, static_cast<int>(i));
+    bytes_ += tensors_[i].second.nbytes();
+  }
+}
+
+int StateDictView::Find(absl::string_view name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? -1 : it->second;
+}
+
+uint64_t StateDictView::Checksum(size_t index) const {
+  std::call_once(checksum_once_[index],
+                 [&] { checksums_[index] = tensors_[index].second.Checksum(); });
+  return checksums_[index];
+}
+
+absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Load(std::string model,
+                                                               int64_t version,
+                                                               const std::string& path,
+                                                               absl::string_view select) {
+  std::shared_ptr<Snapshot> snapshot(new Snapshot());
+  snapshot->model_ = std::move(model);
+  snapshot->version_ = version;
+  WEIGHTD_ASSIGN_OR_RETURN(snapshot->checkpoint_, ReadCheckpoint(path));
+  absl::StatusOr<Selection> selection = SelectStateDict(snapshot->checkpoint_, select);
+  if (!selection.ok()) {
+    return absl::Status(selection.status().code(),
+                        absl::StrCat(path, ": ", selection.status().message()));
+  }
+  snapshot->default_select_ = std::string(select);
+  snapshot->default_view_ =
+      std::make_shared<StateDictView>(selection->path, std::move(selection->tensors));
+  return std::shared_ptr<const Snapshot>(std::move(snapshot));
+}
+
+absl::StatusOr<std::shared_ptr<const StateDictView>> Snapshot::View(
+    absl::string_view select) const {
+  if (select.empty() || select == default_select_ || select == default_view_->select_path()) {
+    return default_view_;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = views_.find(select);
+    if (it != views_.end()) return it->second;
+  }
+  WEIGHTD_ASSIGN_OR_RETURN(Selection selection, SelectStateDict(checkpoint_, select));
+  auto view = std::make_shared<const StateDictView>(selection.path, std::move(selection.tensors));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (views_.size() < kMaxCachedViews) views_.emplace(std::string(select), view);
+  return view;
+}
+
+nlohmann::ordered_json Snapshot::Metadata(const StateDictView& view) const {
+  return weightd::Metadata(checkpoint_, view.select_path());
+}
+
+}  // namespace weightd

@@ -1,0 +1,247 @@
+#include "server/repository/repository.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+
+namespace weightd {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kConfigFile[] = "model.pbtxt";
+
+bool IsCheckpointFile(absl::string_view name) {
+  return absl::EndsWith(name, ".pt") || absl::EndsWith(name, ".pth") ||
+         absl::EndsWith(name, ".bin") || absl::EndsWith(name, ".safetensors") ||
+         absl::EndsWith(name, ".safetensors.index.json");
+}
+
+// Collects TextFormat errors with their line and column (1-based).
+class ErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    errors_.push_back(absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message));
+  }
+  void AddWarning(int line, google::protobuf::io::ColumnNumber column,
+                  const std::string& message) override {}
+  const std::vector<std::string>& errors() const { return errors_; }
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+// Whether `path`, after resolving symlinks, lies inside `root` (canonical).
+bool InsideRoot(const fs::path& path, const std::string& root) {
+  std::error_code ec;
+  fs::path resolved = fs::canonical(path, ec);
+  if (ec) return false;
+  std::string s = resolved.string();
+  return s == root || absl::StartsWith(s, root + "/");
+}
+
+void FillIdentity(const std::string& path, VersionEntry* entry) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) {
+    entry->file_size = st.st_size;
+    entry->mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  }
+}
+
+VersionEntry ScanVersionDir(const fs::path& dir, int64_t version, const std::string& root) {
+  VersionEntry entry;
+  entry.version = version;
+  std::string rel = fs::relative(dir, root).string();
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& item : fs::directory_iterator(dir, ec)) {
+    std::string name = item.path().filename().string();
+    if (name.empty() || name[0] == '.' || !IsCheckpointFile(name)) continue;
+    // Shards of a sharded safetensors set sit beside their index.
+    found.push_back(name);
+  }
+  if (ec) {
+    entry.error = absl::NotFoundError(absl::StrCat(rel, ": ", ec.message()));
+    return entry;
+  }
+  std::vector<std::string> indexes;
+  for (const std::string& name : found) {
+    if (absl::EndsWith(name, ".safetensors.index.json")) indexes.push_back(name);
+  }
+  std::vector<std::string>& candidates = indexes.empty() ? found : indexes;
+  std::sort(candidates.begin(), candidates.end());
+  if (candidates.size() != 1) {
+    entry.error = absl::FailedPreconditionError(
+        candidates.empty()
+            ? absl::StrCat(rel, ": no checkpoint file (*.pt, *.pth, *.bin, *.safetensors, "
+                                "*.safetensors.index.json)")
+            : absl::StrCat(rel, ": more than one checkpoint file: ",
+                           absl::StrJoin(candidates, ", ")));
+    return entry;
+  }
+  fs::path file = dir / candidates[0];
+  entry.path = file.string();
+  entry.relative_path = absl::StrCat(rel, "/", candidates[0]);
+  if (!InsideRoot(file, root)) {
+    entry.error = absl::FailedPreconditionError(
+        absl::StrCat(entry.relative_path, ": resolves outside the repository"));
+    return entry;
+  }
+  FillIdentity(entry.path, &entry);
+  return entry;
+}
+
+ModelEntry ScanModelDir(const fs::path& dir, const std::string& name, const std::string& root) {
+  ModelEntry model;
+  model.name = name;
+  fs::path config = dir / kConfigFile;
+  std::error_code ec;
+  if (fs::exists(config, ec)) {
+    if (!InsideRoot(config, root)) {
+      model.config_error = absl::FailedPreconditionError(
+          absl::StrCat(name, "/", kConfigFile, ": resolves outside the repository"));
+    } else {
+      absl::StatusOr<v1::ModelConfig> parsed = ParseModelConfig(config.string());
+      if (parsed.ok()) {
+        model.config = *std::move(parsed);
+      } else {
+        model.config_error = absl::InvalidArgumentError(
+            absl::StrCat(name, "/", kConfigFile, ": ", parsed.status().message()));
+      }
+    }
+  }
+  for (const auto& item : fs::directory_iterator(dir, ec)) {
+    std::string entry_name = item.path().filename().string();
+    int64_t version = 0;
+    // "01" would alias "1"; only canonical decimal numbers are versions.
+    if (!absl::SimpleAtoi(entry_name, &version) || version <= 0 ||
+        absl::StrCat(version) != entry_name || !item.is_directory(ec)) {
+      continue;
+    }
+    if (!InsideRoot(item.path(), root)) continue;
+    model.versions.push_back(ScanVersionDir(item.path(), version, root));
+  }
+  std::sort(model.versions.begin(), model.versions.end(),
+            [](const VersionEntry& a, const VersionEntry& b) { return a.version > b.version; });
+  return model;
+}
+
+}  // namespace
+
+absl::Status ValidateModelName(absl::string_view name) {
+  bool ok = !name.empty() && name.size() <= 255 && absl::ascii_isalnum(name[0]);
+  for (char c : name) {
+    if (!(absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-')) ok = false;
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid model name \"", absl::CHexEscape(name.substr(0, 300)),
+        "\": use letters, digits, '.', '_' and '-', starting with a letter or digit"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream text;
+  text << in.rdbuf();
+  google::protobuf::TextFormat::Parser parser;
+  ErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  v1::ModelConfig config;
+  if (!parser.ParseFromString(text.str(), &config)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": ", errors.errors().empty() ? "parse error" : absl::StrJoin(errors.errors(), "; ")));
+  }
+  return config;
+}
+
+absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root_in,
+                                                       std::vector<std::string>* warnings) {
+  std::error_code ec;
+  fs::path root_path = fs::canonical(root_in, ec);
+  if (ec || !fs::is_directory(root_path, ec)) {
+    return absl::NotFoundError(absl::StrCat("repository ", root_in, ": not a directory"));
+  }
+  std::string root = root_path.string();
+  auto warn = [&](std::string message) {
+    if (warnings != nullptr) warnings->push_back(std::move(message));
+  };
+  std::vector<ModelEntry> models;
+  for (const auto& item : fs::directory_iterator(root_path, ec)) {
+    std::string entry_name = item.path().filename().string();
+    if (entry_name.empty() || entry_name[0] == '.') continue;
+    std::error_code item_ec;
+    if (item.is_directory(item_ec)) {
+      if (!ValidateModelName(entry_name).ok()) {
+        warn(absl::StrCat(entry_name, ": skipped, not a valid model name"));
+        continue;
+      }
+      if (!InsideRoot(item.path(), root)) {
+        warn(absl::StrCat(entry_name, ": skipped, resolves outside the repository"));
+        continue;
+      }
+      models.push_back(ScanModelDir(item.path(), entry_name, root));
+      continue;
+    }
+    // A bare file: <name>.pt, <name>.pth or <name>.safetensors is version 1.
+    std::string stem;
+    for (const char* ext : {".pt", ".pth", ".safetensors"}) {
+      if (absl::EndsWith(entry_name, ext)) {
+        stem = entry_name.substr(0, entry_name.size() - strlen(ext));
+      }
+    }
+    if (stem.empty()) continue;
+    if (!ValidateModelName(stem).ok()) {
+      warn(absl::StrCat(entry_name, ": skipped, not a valid model name"));
+      continue;
+    }
+    ModelEntry model;
+    model.name = stem;
+    VersionEntry version;
+    version.version = 1;
+    version.path = (root_path / entry_name).string();
+    version.relative_path = entry_name;
+    if (!InsideRoot(item.path(), root)) {
+      version.error = absl::FailedPreconditionError(
+          absl::StrCat(entry_name, ": resolves outside the repository"));
+    }
+    FillIdentity(version.path, &version);
+    model.versions.push_back(std::move(version));
+    models.push_back(std::move(model));
+  }
+  if (ec) return absl::NotFoundError(absl::StrCat("repository ", root_in, ": ", ec.message()));
+  std::sort(models.begin(), models.end(),
+            [](const ModelEntry& a, const ModelEntry& b) { return a.name < b.name; });
+  // A bare file and a directory with the same name: the directory wins.
+  for (size_t i = 1; i < models.size();) {
+    if (models[i].name == models[i - 1].name) {
+      warn(absl::StrCat(models[i].name, ": both a directory and a bare file; using the directory"));
+      auto is_dir = [](const ModelEntry& m) {
+        return m.versions.empty() || m.versions[0].relative_path.find('/') != std::string::npos;
+      };
+      bool prev_is_dir = is_dir(models[i - 1]);
+      models.erase(models.begin() + (prev_is_dir ? i : i - 1));
+    } else {
+      ++i;
+    }
+  }
+  return models;
+}
+
+}  // namespace weightd

@@ -1,0 +1,63 @@
+// The model repository on disk (DESIGN.md section 5):
+//
+//   <repo>/<model>/<version>/<checkpoint>    version = positive integer
+//   <repo>/<model>/model.pbtxt               optional weightd.v1.ModelConfig
+//   <repo>/<name>.{pt,pth,safetensors}       a bare file: model <name>, version 1
+//
+// A version directory holds exactly one checkpoint: one *.pt, *.pth, *.bin or
+// *.safetensors file, or one *.safetensors.index.json (the shards beside it).
+// Scanning reads directory entries and model.pbtxt only, never a checkpoint.
+// No gRPC here.
+#ifndef WEIGHTD_SERVER_REPOSITORY_REPOSITORY_H_
+#define WEIGHTD_SERVER_REPOSITORY_REPOSITORY_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "weightd/v1/config.pb.h"
+
+namespace weightd {
+
+// One version of a model as found on disk.
+struct VersionEntry {
+  int64_t version = 0;
+  std::string path;           // absolute path of the checkpoint file
+  std::string relative_path;  // relative to the repository root
+  // Identity of the file, so a rescan notices a replaced file.
+  int64_t file_size = 0;
+  int64_t mtime_ns = 0;
+  // Non-OK when the directory cannot be served as it is (no checkpoint, two
+  // checkpoints, a path outside the repository); the message names the path.
+  absl::Status error;
+};
+
+struct ModelEntry {
+  std::string name;
+  v1::ModelConfig config;
+  // Non-OK when model.pbtxt does not parse; every version then fails with it.
+  absl::Status config_error;
+  std::vector<VersionEntry> versions;  // newest first
+};
+
+// Model names: [A-Za-z0-9][A-Za-z0-9._-]*, at most 255 characters. This also
+// keeps "..", "/" and hidden entries out. InvalidArgument otherwise.
+absl::Status ValidateModelName(absl::string_view name);
+
+// Parses a model.pbtxt. InvalidArgument names the file, line and column.
+absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& path);
+
+// Scans `root`. NotFound / InvalidArgument when the root is not a readable
+// directory; problems with single models or versions are recorded in their
+// entries, so one bad model never hides the others. Entries whose names are
+// invalid are skipped with a warning in `warnings` (may be null). Models are
+// sorted by name.
+absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root,
+                                                       std::vector<std::string>* warnings);
+
+}  // namespace weightd
+
+#endif  // WEIGHTD_SERVER_REPOSITORY_REPOSITORY_H_

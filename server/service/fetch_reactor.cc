@@ -1,0 +1,247 @@
+#include "server/service/fetch_reactor.h"
+
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <xxhash.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "server/cache/dtype_cast.h"
+#include "server/service/convert.h"
+#include "server/service/status_util.h"
+
+namespace weightd {
+namespace {
+
+void PutVarint(uint64_t value, std::string* out) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+size_t VarintSize(uint64_t value) {
+  size_t n = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+grpc::ByteBuffer Serialize(const v1::FetchResponse& response) {
+  std::string bytes = response.SerializeAsString();
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// Destroy callback of a data slice: drops its reference to the memory.
+void DropReference(void* keepalive) { delete static_cast<std::shared_ptr<const void>*>(keepalive); }
+
+}  // namespace
+
+absl::StatusOr<uint32_t> EffectiveChunkBytes(uint32_t chunk_bytes, uint32_t max_receive_bytes) {
+  const uint32_t max_message = max_receive_bytes == 0 ? kDefaultMaxMessageBytes : max_receive_bytes;
+  if (max_message < 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_receive_bytes ", max_receive_bytes, " is below 1024"));
+  }
+  const uint32_t limit = max_message - kChunkFramingBytes;
+  const uint32_t wanted = chunk_bytes == 0 ? kDefaultChunkBytes : chunk_bytes;
+  return std::min(wanted, limit);
+}
+
+std::string EncodeChunkPrefix(uint32_t index, uint64_t offset, uint64_t data_size) {
+  // TensorChunk: index = 1 (varint), offset = 2 (varint), data = 3 (bytes).
+  const uint64_t chunk_size = 1 + VarintSize(index) + 1 + VarintSize(offset) + 1 +
+                              VarintSize(data_size) + data_size;
+  std::string out;
+  out.reserve(kChunkFramingBytes);
+  out.push_back(static_cast<char>((3 << 3) | 2));  // FetchResponse.chunk = 3, LEN
+  PutVarint(chunk_size, &out);
+  out.push_back(static_cast<char>((1 << 3) | 0));
+  PutVarint(index, &out);
+  out.push_back(static_cast<char>((2 << 3) | 0));
+  PutVarint(offset, &out);
+  out.push_back(static_cast<char>((3 << 3) | 2));
+  PutVarint(data_size, &out);
+  return out;
+}
+
+FetchReactor::FetchReactor(ModelStore* store, grpc::CallbackServerContext* context,
+                           const grpc::ByteBuffer* request) {
+  absl::MutexLock lock(&mu_);
+  absl::Status status = Begin(store, context, request);
+  if (!status.ok()) {
+    FinishOnce(ToGrpcStatus(status));
+    return;
+  }
+  Continue();
+}
+
+absl::Status FetchReactor::Begin(ModelStore* store, grpc::CallbackServerContext* context,
+                                 const grpc::ByteBuffer* request) {
+  v1::FetchRequest parsed;
+  grpc::ByteBuffer copy(*request);
+  grpc::Status s = grpc::SerializationTraits<v1::FetchRequest>::Deserialize(&copy, &parsed);
+  if (!s.ok()) return absl::InvalidArgumentError("FetchRequest does not parse");
+  absl::StatusOr<uint32_t> chunk_bytes =
+      EffectiveChunkBytes(parsed.chunk_bytes(), parsed.max_receive_bytes());
+  if (!chunk_bytes.ok()) return chunk_bytes.status();
+  chunk_bytes_ = *chunk_bytes;
+  absl::StatusOr<v1::ModelConfig> config = store->Config(parsed.model());
+  if (!config.ok()) return config.status();
+  absl::StatusOr<FetchSpec> spec = FromProto(parsed, *config);
+  if (!spec.ok()) return spec.status();
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot =
+      store->Acquire(parsed.model(), parsed.version(), absl::FromChrono(context->deadline()));
+  if (!snapshot.ok()) return snapshot.status();
+  snapshot_ = *std::move(snapshot);
+  version_ = snapshot_->version();
+  absl::StatusOr<std::shared_ptr<const StateDictView>> view = snapshot_->View(parsed.select());
+  if (!view.ok()) return view.status();
+  view_ = *std::move(view);
+  absl::StatusOr<FetchPlan> plan = PlanFetch(*view_, *spec);
+  if (!plan.ok()) return plan.status();
+  plan_ = *std::move(plan);
+  return absl::OkStatus();
+}
+
+void FetchReactor::Continue() {
+  if (finished_) return;
+  if (cancelled_) {
+    FinishOnce(grpc::Status::CANCELLED);
+    return;
+  }
+  absl::StatusOr<bool> more = NextMessage();
+  if (!more.ok()) {
+    FinishOnce(ToGrpcStatus(more.status()));
+    return;
+  }
+  if (!*more) {
+    if (!plan_.report.ok()) {
+      // The report went first, so the client can show why.
+      FinishOnce(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                              absl::StrJoin(plan_.report.errors, "; ")));
+    } else {
+      FinishOnce(grpc::Status::OK);
+    }
+    return;
+  }
+  writing_ = true;
+  StartWrite(&message_);
+}
+
+absl::StatusOr<bool> FetchReactor::NextMessage() {
+  if (!report_sent_) {
+    report_sent_ = true;
+    v1::FetchResponse response;
+    ToProto(plan_.report, version_, response.mutable_report());
+    message_ = Serialize(response);
+    return true;
+  }
+  // A failing load sends its report and nothing else.
+  if (!plan_.report.ok()) return false;
+  while (tensor_ < plan_.tensors.size()) {
+    const PlannedTensor& planned = plan_.tensors[tensor_];
+    if (!header_sent_) {
+      v1::FetchResponse response;
+      v1::TensorHeader* header = response.mutable_header();
+      absl::Status status = PrepareTensor(planned, header);
+      if (!status.ok()) {
+        return absl::Status(status.code(),
+                            absl::StrCat("tensor \"", planned.source, "\": ", status.message()));
+      }
+      header->set_index(static_cast<uint32_t>(tensor_));
+      header_sent_ = true;
+      offset_ = 0;
+      message_ = Serialize(response);
+      return true;
+    }
+    if (offset_ < bytes_.size()) {
+      const uint64_t n = std::min<uint64_t>(chunk_bytes_, bytes_.size() - offset_);
+      std::string prefix = EncodeChunkPrefix(static_cast<uint32_t>(tensor_), offset_, n);
+      grpc::Slice slices[2] = {
+          grpc::Slice(prefix),
+          grpc::Slice(const_cast<uint8_t*>(bytes_.data() + offset_), n, &DropReference,
+                      new std::shared_ptr<const void>(keepalive_)),
+      };
+      message_ = grpc::ByteBuffer(slices, 2);
+      offset_ += n;
+      return true;
+    }
+    ++tensor_;
+    header_sent_ = false;
+    bytes_ = {};
+    keepalive_.reset();
+  }
+  return false;
+}
+
+absl::Status FetchReactor::PrepareTensor(const PlannedTensor& planned, v1::TensorHeader* header) {
+  const TensorRecord& record = view_->tensors()[planned.index].second;
+  uint64_t checksum;
+  if (planned.send_dtype == record.dtype && record.is_contiguous()) {
+    // Zero-copy: slices point into the mmap; the snapshot keeps it mapped.
+    bytes_ = record.nbytes() == 0 ? absl::Span<const uint8_t>()
+                                  : absl::Span<const uint8_t>(record.data(), record.nbytes());
+    keepalive_ = snapshot_;
+    checksum = view_->Checksum(planned.index);
+  } else {
+    auto scratch = std::make_shared<std::vector<uint8_t>>();
+    std::vector<uint8_t> strided;
+    absl::Span<const uint8_t> row_major = record.ContiguousBytes(&strided);
+    if (planned.send_dtype == record.dtype) {
+      if (row_major.data() == strided.data()) {
+        *scratch = std::move(strided);
+      } else {
+        scratch->assign(row_major.begin(), row_major.end());
+      }
+    } else {
+      absl::Status status = CastBytes(row_major, record.dtype, planned.send_dtype, scratch.get());
+      if (!status.ok()) return status;
+    }
+    bytes_ = absl::Span<const uint8_t>(scratch->data(), scratch->size());
+    checksum = XXH64(scratch->data(), scratch->size(), 0);
+    keepalive_ = std::move(scratch);
+  }
+  header->set_name(planned.name);
+  header->set_source(planned.source);
+  header->set_dtype(std::string(DTypeName(planned.send_dtype)));
+  header->mutable_shape()->Add(record.shape.begin(), record.shape.end());
+  header->set_nbytes(bytes_.size());
+  header->set_checksum(absl::StrCat(absl::Hex(checksum, absl::kZeroPad16)));
+  return absl::OkStatus();
+}
+
+void FetchReactor::OnWriteDone(bool ok) {
+  absl::MutexLock lock(&mu_);
+  writing_ = false;
+  if (!ok) {
+    // The stream broke (client gone or deadline): nothing more can be sent.
+    FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
+    return;
+  }
+  Continue();
+}
+
+void FetchReactor::OnCancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  if (!writing_) FinishOnce(grpc::Status::CANCELLED);
+}
+
+void FetchReactor::FinishOnce(const grpc::Status& status) {
+  if (finished_) return;
+  finished_ = true;
+  Finish(status);
+}
+
+void FetchReactor::OnDone() { delete this; }
+
+}  // namespace weightd

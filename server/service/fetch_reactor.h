@@ -1,0 +1,85 @@
+// The reactor of one Fetch stream (raw callback method: requests and
+// responses are grpc::ByteBuffers).
+//
+// Stream: the match report, then per tensor a TensorHeader and its
+// TensorChunks. A chunk message is two slices: a small hand-encoded protobuf
+// prefix and a slice pointing straight into the snapshot's memory (the mmap),
+// whose destroy callback drops a reference to the snapshot; no tensor byte
+// is copied into a protobuf string. Tensors that need a cast or are not
+// contiguous are converted once into a scratch buffer the slices share.
+#ifndef WEIGHTD_SERVER_SERVICE_FETCH_REACTOR_H_
+#define WEIGHTD_SERVER_SERVICE_FETCH_REACTOR_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "server/cache/fetch_plan.h"
+#include "server/cache/model_store.h"
+#include "weightd/v1/weightd.pb.h"
+
+namespace weightd {
+
+// Default data bytes per chunk, and the largest message sent unless the
+// request's max_receive_bytes allows more (gRPC's default receive limit).
+inline constexpr uint32_t kDefaultChunkBytes = 1 << 20;
+inline constexpr uint32_t kDefaultMaxMessageBytes = 4 << 20;
+// Upper bound of a chunk message's bytes besides the data.
+inline constexpr uint32_t kChunkFramingBytes = 32;
+
+// The data bytes per chunk for a request: chunk_bytes (0: 1 MiB), clamped so
+// a whole chunk message fits max_receive_bytes (0: 4 MiB).
+absl::StatusOr<uint32_t> EffectiveChunkBytes(uint32_t chunk_bytes, uint32_t max_receive_bytes);
+
+// FetchResponse{chunk: TensorChunk{index, offset, data}} up to (not
+// including) the data bytes, which follow it on the wire.
+std::string EncodeChunkPrefix(uint32_t index, uint64_t offset, uint64_t data_size);
+
+// Deletes itself when the RPC is done. Thread-safe: gRPC may run OnCancel
+// and OnWriteDone concurrently.
+class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  FetchReactor(ModelStore* store, grpc::CallbackServerContext* context,
+               const grpc::ByteBuffer* request);
+
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  absl::Status Begin(ModelStore* store, grpc::CallbackServerContext* context,
+                     const grpc::ByteBuffer* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the next message, or finishes the RPC when nothing is left.
+  void Continue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Builds the next message into message_; false when the stream is done.
+  absl::StatusOr<bool> NextMessage() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PrepareTensor(const PlannedTensor& planned, v1::TensorHeader* header)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishOnce(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const StateDictView> view_ ABSL_GUARDED_BY(mu_);
+  FetchPlan plan_ ABSL_GUARDED_BY(mu_);
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t chunk_bytes_ ABSL_GUARDED_BY(mu_) = kDefaultChunkBytes;
+  bool report_sent_ ABSL_GUARDED_BY(mu_) = false;
+  size_t tensor_ ABSL_GUARDED_BY(mu_) = 0;
+  bool header_sent_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t offset_ ABSL_GUARDED_BY(mu_) = 0;
+  // The current tensor's bytes to send and what keeps them alive.
+  absl::Span<const uint8_t> bytes_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const void> keepalive_ ABSL_GUARDED_BY(mu_);
+  grpc::ByteBuffer message_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace weightd
+
+#endif  // WEIGHTD_SERVER_SERVICE_FETCH_REACTOR_H_

@@ -1,0 +1,132 @@
+#include "server/service/weight_service.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/cache/fetch_plan.h"
+#include "server/service/convert.h"
+#include "server/service/fetch_reactor.h"
+#include "server/service/status_util.h"
+
+namespace weightd {
+namespace {
+
+absl::Time Deadline(grpc::CallbackServerContext* context) {
+  return absl::FromChrono(context->deadline());
+}
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+void HexChecksum(uint64_t value, std::string* out) {
+  *out = absl::StrCat(absl::Hex(value, absl::kZeroPad16));
+}
+
+absl::Status GetManifest(ModelStore* store, absl::Time deadline,
+                         const v1::GetManifestRequest& request,
+                         v1::GetManifestResponse* response) {
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot =
+      store->Acquire(request.model(), request.version(), deadline);
+  if (!snapshot.ok()) return snapshot.status();
+  absl::StatusOr<std::shared_ptr<const StateDictView>> view = (*snapshot)->View(request.select());
+  if (!view.ok()) return view.status();
+  response->set_model((*snapshot)->model());
+  response->set_version((*snapshot)->version());
+  response->set_format((*snapshot)->format());
+  response->set_select((*view)->select_path());
+  const StateDict& tensors = (*view)->tensors();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    v1::TensorInfo* info = response->add_tensors();
+    info->set_name(tensors[i].first);
+    info->set_dtype(std::string(DTypeName(tensors[i].second.dtype)));
+    info->mutable_shape()->Add(tensors[i].second.shape.begin(), tensors[i].second.shape.end());
+    info->set_nbytes(tensors[i].second.nbytes());
+    HexChecksum((*view)->Checksum(i), info->mutable_checksum());
+  }
+  std::string json = (*snapshot)->Metadata(**view).dump();
+  google::protobuf::util::JsonParseOptions options;
+  auto parsed = google::protobuf::util::JsonStringToMessage(json, response->mutable_metadata(),
+                                                            options);
+  if (!parsed.ok()) {
+    // Metadata is informative; a tree Struct cannot hold (a non-object root)
+    // is left out rather than failing the manifest.
+    response->clear_metadata();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DoMatch(ModelStore* store, absl::Time deadline, const v1::MatchRequest& request,
+                     v1::MatchReport* response) {
+  absl::StatusOr<v1::ModelConfig> config = store->Config(request.model());
+  if (!config.ok()) return config.status();
+  absl::StatusOr<std::vector<TensorEntry>> target = FromProto(request.target());
+  if (!target.ok()) return target.status();
+  absl::StatusOr<std::shared_ptr<const Snapshot>> snapshot =
+      store->Acquire(request.model(), request.version(), deadline);
+  if (!snapshot.ok()) return snapshot.status();
+  absl::StatusOr<std::shared_ptr<const StateDictView>> view = (*snapshot)->View(request.select());
+  if (!view.ok()) return view.status();
+  absl::StatusOr<MatchReport> report =
+      MatchView(**view, *target, MergeRuleSets(FromProto(config->rules()), FromProto(request.rules())),
+                FromProto(request.options()));
+  if (!report.ok()) return report.status();
+  ToProto(*report, (*snapshot)->version(), response);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* WeightService::ListModels(grpc::CallbackServerContext* context,
+                                                    const v1::ListModelsRequest* request,
+                                                    v1::ListModelsResponse* response) {
+  for (const ModelStatus& model : store_->List()) ToProto(model, response->add_models());
+  return Done(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* WeightService::GetManifest(grpc::CallbackServerContext* context,
+                                                     const v1::GetManifestRequest* request,
+                                                     v1::GetManifestResponse* response) {
+  return Done(context, weightd::GetManifest(store_, Deadline(context), *request, response));
+}
+
+grpc::ServerUnaryReactor* WeightService::Match(grpc::CallbackServerContext* context,
+                                               const v1::MatchRequest* request,
+                                               v1::MatchReport* response) {
+  return Done(context, DoMatch(store_, Deadline(context), *request, response));
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* WeightService::Fetch(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  return new FetchReactor(store_, context, request);
+}
+
+grpc::ServerUnaryReactor* AdminService::LoadModel(grpc::CallbackServerContext* context,
+                                                  const v1::LoadModelRequest* request,
+                                                  v1::LoadModelResponse* response) {
+  absl::StatusOr<ModelStatus> status = store_->Load(request->model(), request->version());
+  if (status.ok()) ToProto(*status, response->mutable_model());
+  return Done(context, status.status());
+}
+
+grpc::ServerUnaryReactor* AdminService::UnloadModel(grpc::CallbackServerContext* context,
+                                                    const v1::UnloadModelRequest* request,
+                                                    v1::UnloadModelResponse* response) {
+  return Done(context, store_->Unload(request->model(), request->version()));
+}
+
+grpc::ServerUnaryReactor* AdminService::Rescan(grpc::CallbackServerContext* context,
+                                               const v1::RescanRequest* request,
+                                               v1::RescanResponse* response) {
+  absl::StatusOr<std::vector<ModelStatus>> models = store_->Rescan();
+  if (models.ok()) {
+    for (const ModelStatus& model : *models) ToProto(model, response->add_models());
+  }
+  return Done(context, models.status());
+}
+
+}  // namespace weightd
