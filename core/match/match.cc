@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/checkpoint/tensor.h"
@@ -113,6 +114,41 @@ void InferPrefixRules(const absl::flat_hash_set<absl::string_view>& targets,
   for (Rule& rule : best_rules) inferred->push_back(std::move(rule));
 }
 
+// BatchNorm's _load_from_state_dict adds a missing "P.num_batches_tracked"
+// (as 0) when the checkpoint has no version >= 2 metadata for module P, so
+// PyTorch never reports it missing then. We see no metadata; a module with
+// no key at all in the source has none, so drop the counter for those. (A
+// source that has P's other keys but no counter is an old or renamed
+// checkpoint; we keep reporting that one: the counter is not loaded.)
+void DropFilledBatchNormCounters(const std::vector<std::string>& source_names,
+                                 std::vector<std::string>* missing) {
+  constexpr absl::string_view kCounter = "num_batches_tracked";
+  absl::flat_hash_set<absl::string_view> source_prefixes;  // "a.", "a.b.", ...
+  bool built = false;
+  std::vector<std::string> kept;
+  for (std::string& key : *missing) {
+    absl::string_view k = key;
+    bool counter = k == kCounter || absl::EndsWith(k, absl::StrCat(".", kCounter));
+    if (counter) {
+      if (!built) {
+        for (absl::string_view name : source_names) {
+          for (size_t dot = name.find('.'); dot != absl::string_view::npos;
+               dot = name.find('.', dot + 1)) {
+            source_prefixes.insert(name.substr(0, dot + 1));
+          }
+        }
+        built = true;
+      }
+      absl::string_view prefix = k.substr(0, k.size() - kCounter.size());
+      bool module_in_source = prefix.empty() ? !source_names.empty()
+                                             : source_prefixes.contains(prefix);
+      if (!module_in_source) continue;
+    }
+    kept.push_back(std::move(key));
+  }
+  *missing = std::move(kept);
+}
+
 std::string TorchSize(absl::Span<const int64_t> shape) {
   return absl::StrCat("torch.Size([", absl::StrJoin(shape, ", "), "])");
 }
@@ -206,6 +242,7 @@ absl::StatusOr<MatchReport> Match(absl::Span<const TensorEntry> source,
     report.matched.push_back(
         MatchedPair{source[s].name, t.name, t.shape, source[s].dtype, t.dtype, source_bytes[s]});
   }
+  DropFilledBatchNormCounters(names, &missing);
   for (std::string& name : missing) {
     if (!compiled.IgnoresMissing(name)) report.missing_keys.push_back(std::move(name));
   }

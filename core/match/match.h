@@ -14,7 +14,10 @@
 //     load (the "keep keys whose shapes match" recipe), so the target key
 //     keeps its initial value and is also reported missing, as PyTorch does
 //     for the filtered dict;
-//   - dtype differences are converted on copy (Tensor.copy_), not errors.
+//   - dtype differences are converted on copy (Tensor.copy_), not errors;
+//   - a missing "P.num_batches_tracked" is not reported when the source has
+//     no key under "P." at all: PyTorch's BatchNorm fills it with 0 then
+//     (no version metadata for that module).
 // One difference, by design: PyTorch only sees the module tree, so a source
 // key that extends a parameter name ("fc.weight.x") or names a module
 // ("layer1") is silently dropped there; here it is unexpected.

@@ -125,8 +125,8 @@ TEST(MatchTest, StrictFailsOnMissingKeys) {
 
 TEST(MatchTest, StrictPassesWhenIgnorePatternsCoverTheRest) {
   MatchReport r = MatchOrDie({F32("a", {1}), F32("aux.w", {1})},
-                             {F32("a", {1}), F32("bn.num_batches_tracked", {})},
-                             Parse({"ignore:num_batches_tracked$", "ignore:^aux\\."}),
+                             {F32("a", {1}), F32("bn.running_var", {1})},
+                             Parse({"ignore:running_var$", "ignore:^aux\\."}),
                              {ShapePolicy::kError, true});
   EXPECT_THAT(r.missing_keys, IsEmpty());
   EXPECT_THAT(r.unexpected_keys, IsEmpty());
@@ -145,6 +145,22 @@ TEST(MatchTest, IgnoreUnexpectedDoesNotHideMissingKeys) {
       MatchOrDie({F32("x", {1})}, {F32("x2", {1})}, Parse({"ignore_unexpected:x"}));
   EXPECT_THAT(r.missing_keys, ElementsAre("x2"));
   EXPECT_THAT(r.unexpected_keys, IsEmpty());
+}
+
+TEST(MatchTest, BatchNormCounterOfAModuleAbsentFromTheSourceIsNotMissing) {
+  // PyTorch's BatchNorm fills it with 0 when the checkpoint has no metadata
+  // for the module, so load_state_dict does not report it.
+  std::vector<TensorEntry> target = {F32("conv.weight", {2}), F32("bn.weight", {2}),
+                                     TensorEntry{"bn.num_batches_tracked", DType::kInt64, {}}};
+  MatchReport r = MatchOrDie({F32("conv.weight", {2})}, target);
+  EXPECT_THAT(r.missing_keys, ElementsAre("bn.weight"));
+}
+
+TEST(MatchTest, BatchNormCounterOfAModulePresentInTheSourceIsMissing) {
+  std::vector<TensorEntry> target = {F32("bn.weight", {2}),
+                                     TensorEntry{"bn.num_batches_tracked", DType::kInt64, {}}};
+  MatchReport r = MatchOrDie({F32("bn.weight", {2})}, target);
+  EXPECT_THAT(r.missing_keys, ElementsAre("bn.num_batches_tracked"));
 }
 
 TEST(MatchTest, DTypeDifferenceIsConvertedNotAnError) {
