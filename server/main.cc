@@ -21,6 +21,9 @@ DEFINE_bool(preload, false, "Load the newest version of every model at start-up 
                             "first use");
 DEFINE_double(drain_seconds, 10, "On SIGTERM/SIGINT: seconds RPCs in flight get to finish");
 
+DECLARE_bool(help);
+DECLARE_bool(helpshort);
+
 namespace {
 
 constexpr char kUsage[] =

@@ -1,0 +1,249 @@
+// Model lifecycle (unload, rescan, eviction, failures), health and
+// reflection, through a real channel.
+#include <google/protobuf/unknown_field_set.h>
+#include <grpcpp/support/sync_stream.h>
+
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/server/server_test_util.h"
+
+namespace weightd::testing {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+namespace fs = std::filesystem;
+
+class LifecycleTest : public ServerTest {
+ protected:
+  v1::ModelVersion VersionOf(const std::string& model, int64_t version) {
+    grpc::ClientContext context;
+    v1::ListModelsResponse list;
+    EXPECT_TRUE(stub_->ListModels(&context, v1::ListModelsRequest(), &list).ok());
+    for (const v1::Model& m : list.models()) {
+      for (const v1::ModelVersion& v : m.versions()) {
+        if (m.name() == model && v.version() == version) return v;
+      }
+    }
+    ADD_FAILURE() << model << " version " << version << " not listed";
+    return {};
+  }
+
+  grpc::Status Manifest(const std::string& model, v1::GetManifestResponse* out,
+                        int64_t version = 0) {
+    grpc::ClientContext context;
+    v1::GetManifestRequest request;
+    request.set_model(model);
+    request.set_version(version);
+    return stub_->GetManifest(&context, request, out);
+  }
+
+  void WriteFile(const std::string& rel, const std::string& bytes) {
+    fs::create_directories(fs::path(repo_ + "/" + rel).parent_path());
+    std::ofstream(repo_ + "/" + rel, std::ios::binary) << bytes;
+  }
+};
+
+TEST_F(LifecycleTest, UnloadDuringAStreamLetsTheStreamComplete) {
+  StartServer();
+  grpc::ClientContext context;
+  v1::FetchRequest request;
+  request.set_model("big");
+  request.set_chunk_bytes(16 << 10);
+  auto reader = stub_->Fetch(&context, request);
+  v1::FetchResponse response;
+  std::string bytes;
+  ASSERT_TRUE(reader->Read(&response) && response.has_report());
+  ASSERT_TRUE(reader->Read(&response) && response.has_header());
+  ASSERT_TRUE(reader->Read(&response) && response.has_chunk());
+  bytes += response.chunk().data();
+
+  grpc::ClientContext admin_context;
+  v1::UnloadModelRequest unload;
+  unload.set_model("big");
+  v1::UnloadModelResponse unloaded;
+  ASSERT_TRUE(admin_->UnloadModel(&admin_context, unload, &unloaded).ok());
+  EXPECT_EQ(VersionOf("big", 1).state(), v1::MODEL_STATE_UNLOADED);
+
+  std::vector<std::string> tensors;
+  while (reader->Read(&response)) {
+    if (response.has_header()) {
+      tensors.push_back(bytes);
+      bytes.clear();
+    } else {
+      bytes += response.chunk().data();
+    }
+  }
+  tensors.push_back(bytes);
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(tensors.size(), 2);
+  EXPECT_EQ(Xxh64(tensors[0]), Expected()["big"][0]["checksum"]);
+  EXPECT_EQ(Xxh64(tensors[1]), Expected()["big"][1]["checksum"]);
+}
+
+TEST_F(LifecycleTest, ANewVersionAppearsAfterRescan) {
+  StartServer();
+  v1::GetManifestResponse manifest;
+  ASSERT_TRUE(Manifest("lenet", &manifest).ok());
+  EXPECT_EQ(manifest.version(), 1);
+  fs::create_directories(repo_ + "/lenet/2");
+  fs::copy(repo_ + "/embed.safetensors", repo_ + "/lenet/2/model.safetensors");
+
+  grpc::ClientContext context;
+  v1::RescanResponse rescanned;
+  ASSERT_TRUE(admin_->Rescan(&context, v1::RescanRequest(), &rescanned).ok());
+  ASSERT_TRUE(Manifest("lenet", &manifest).ok());
+  EXPECT_EQ(manifest.version(), 2);
+  EXPECT_EQ(manifest.format(), "safetensors");
+  EXPECT_EQ(manifest.tensors(0).checksum(), Expected()["embed"][0]["checksum"]);
+  // The old version still answers by number.
+  ASSERT_TRUE(Manifest("lenet", &manifest, 1).ok());
+  EXPECT_EQ(manifest.tensors(0).checksum(), Expected()["lenet"][0]["checksum"]);
+}
+
+TEST_F(LifecycleTest, ACorruptFileIsListedWithItsReasonWhileOthersServe) {
+  WriteFile("broken/1/model.pt", "this is not a checkpoint at all");
+  StartServer();
+  v1::GetManifestResponse manifest;
+  grpc::Status status = Manifest("broken", &manifest);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+  v1::ModelVersion broken = VersionOf("broken", 1);
+  EXPECT_EQ(broken.state(), v1::MODEL_STATE_FAILED);
+  EXPECT_THAT(broken.reason(), HasSubstr("model.pt"));
+  EXPECT_TRUE(Manifest("lenet", &manifest).ok());
+}
+
+TEST_F(LifecycleTest, AFailedNewVersionLeavesThePreviousOneServing) {
+  WriteFile("lenet/2/model.pt", "garbage");
+  StartServer();
+  v1::GetManifestResponse manifest;
+  ASSERT_TRUE(Manifest("lenet", &manifest).ok());
+  EXPECT_EQ(manifest.version(), 1);
+  EXPECT_EQ(VersionOf("lenet", 2).state(), v1::MODEL_STATE_FAILED);
+}
+
+TEST_F(LifecycleTest, TheLeastRecentlyUsedModelIsEvictedUnderABudget) {
+  const uint64_t lenet = 0;
+  (void)lenet;
+  uint64_t bytes = 0;
+  for (const auto& t : Expected()["lenet"]) bytes += t["nbytes"].get<uint64_t>();
+  StartServer(/*host_cache_bytes=*/bytes + 1);  // room for one LeNet, not two
+  v1::GetManifestResponse manifest;
+  ASSERT_TRUE(Manifest("lenet", &manifest).ok());
+  EXPECT_EQ(VersionOf("lenet", 1).state(), v1::MODEL_STATE_READY);
+  ASSERT_TRUE(Manifest("trainer", &manifest).ok());
+  EXPECT_EQ(VersionOf("trainer", 1).state(), v1::MODEL_STATE_READY);
+  EXPECT_EQ(VersionOf("lenet", 1).state(), v1::MODEL_STATE_UNLOADED);
+  // An evicted model reloads on demand.
+  ASSERT_TRUE(Manifest("lenet", &manifest).ok());
+  EXPECT_EQ(VersionOf("lenet", 1).state(), v1::MODEL_STATE_READY);
+  EXPECT_EQ(VersionOf("trainer", 1).state(), v1::MODEL_STATE_UNLOADED);
+}
+
+TEST_F(LifecycleTest, HealthCheckCoversTheServerAndEachModel) {
+  WriteFile("broken/1/model.pt", "not a checkpoint");
+  StartServer();
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  auto check = [&](const std::string& service, HealthCheckResponse* out) {
+    grpc::ClientContext context;
+    HealthCheckRequest request;
+    request.set_service(service);
+    return health->Check(&context, request, out);
+  };
+  HealthCheckResponse response;
+  ASSERT_TRUE(check("", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  ASSERT_TRUE(check("weightd.v1.WeightService/lenet", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  EXPECT_EQ(check("weightd.v1.WeightService/nope", &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  v1::GetManifestResponse manifest;
+  EXPECT_FALSE(Manifest("broken", &manifest).ok());
+  ASSERT_TRUE(check("weightd.v1.WeightService/broken", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+}
+
+TEST_F(LifecycleTest, HealthWatchSeesNotServingWhenShutdownBegins) {
+  StartServer();
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext context;
+  auto reader = health->Watch(&context, HealthCheckRequest());
+  HealthCheckResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  std::thread stopper([&] { server_->Shutdown(absl::Seconds(5)); });
+  ASSERT_TRUE(reader->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(reader->Read(&response));
+  reader->Finish().IgnoreError();
+  stopper.join();
+}
+
+// grpc.reflection.v1alpha by hand (Debian ships no reflection client):
+// ServerReflectionRequest.list_services = 7, .file_containing_symbol = 4;
+// ServerReflectionResponse.file_descriptor_response = 4,
+// .list_services_response = 6 { service = 1 { name = 1 } }, .error_response = 7.
+std::string LengthDelimited(int field, const std::string& value) {
+  std::string out(1, static_cast<char>((field << 3) | 2));
+  out.push_back(static_cast<char>(value.size()));  // < 128 here
+  return out + value;
+}
+
+std::string Reflect(grpc::Channel* channel, const std::string& request) {
+  grpc::ClientContext context;
+  auto stream = std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>>(
+      grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
+          channel,
+          grpc::internal::RpcMethod(
+              "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+              grpc::internal::RpcMethod::BIDI_STREAMING),
+          &context));
+  grpc::Slice slice(request);
+  EXPECT_TRUE(stream->Write(grpc::ByteBuffer(&slice, 1)));
+  stream->WritesDone();
+  grpc::ByteBuffer reply;
+  EXPECT_TRUE(stream->Read(&reply));
+  EXPECT_TRUE(stream->Finish().ok());
+  std::vector<grpc::Slice> slices;
+  reply.Dump(&slices).IgnoreError();
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return bytes;
+}
+
+TEST_F(LifecycleTest, ReflectionListsTheServicesAndDescribesHealth) {
+  StartServer();
+  google::protobuf::UnknownFieldSet reply;
+  ASSERT_TRUE(reply.ParseFromString(Reflect(channel_.get(), LengthDelimited(7, "*"))));
+  std::vector<std::string> services;
+  for (int i = 0; i < reply.field_count(); ++i) {
+    if (reply.field(i).number() != 6) continue;
+    google::protobuf::UnknownFieldSet list;
+    ASSERT_TRUE(list.ParseFromString(reply.field(i).length_delimited()));
+    for (int j = 0; j < list.field_count(); ++j) {
+      google::protobuf::UnknownFieldSet service;
+      ASSERT_TRUE(service.ParseFromString(list.field(j).length_delimited()));
+      services.push_back(service.field(0).length_delimited());
+    }
+  }
+  EXPECT_THAT(services, Contains("weightd.v1.WeightService"));
+  EXPECT_THAT(services, Contains("weightd.v1.AdminService"));
+  EXPECT_THAT(services, Contains("grpc.health.v1.Health"));
+  EXPECT_THAT(services, Contains("grpc.reflection.v1alpha.ServerReflection"));
+
+  reply.Clear();
+  ASSERT_TRUE(
+      reply.ParseFromString(Reflect(channel_.get(), LengthDelimited(4, "grpc.health.v1.Health"))));
+  bool described = false;
+  for (int i = 0; i < reply.field_count(); ++i) described |= reply.field(i).number() == 4;
+  EXPECT_TRUE(described) << "reflection cannot describe grpc.health.v1.Health";
+}
+
+}  // namespace
+}  // namespace weightd::testing
