@@ -65,8 +65,7 @@ void PrintReport(const MatchReport& report) {
       ++conversions[absl::StrCat(DTypeName(m.source_dtype), " -> ", DTypeName(m.target_dtype))];
     }
   }
-  std::cout << "matched: " << report.matched.size() << " tensors, " << report.bytes
-            << " bytes\n";
+  std::cout << "matched: " << report.matched.size() << " tensors, " << report.bytes << " bytes\n";
   for (const Rule& rule : report.inferred_rules) {
     std::cout << "inferred rule: " << FormatRule(rule) << "\n";
   }
@@ -83,8 +82,7 @@ void PrintReport(const MatchReport& report) {
                 << ShapeToString(m.target_shape) << "\n";
     }
   }
-  std::cout << "\n"
-            << (report.ok() ? "load would succeed" : "load would FAIL:") << "\n";
+  std::cout << "\n" << (report.ok() ? "load would succeed" : "load would FAIL:") << "\n";
   for (const std::string& error : report.errors) std::cout << "  " << error << "\n";
 }
 
@@ -94,8 +92,7 @@ int RunMatch(const ParsedArgs& args) {
   if (on_mismatch == "skip") {
     options.on_shape_mismatch = ShapePolicy::kSkip;
   } else if (on_mismatch != "error") {
-    return Fail(absl::StrCat("--on-mismatch must be error or skip, not \"", on_mismatch, "\""),
-                2);
+    return Fail(absl::StrCat("--on-mismatch must be error or skip, not \"", on_mismatch, "\""), 2);
   }
   options.strict = args.Has("strict");
   absl::StatusOr<RuleSet> rules = RulesFromFlags(args);
@@ -149,10 +146,12 @@ Command MatchCommand() {
       {"include", true, "RE  keeps only source names matching RE (before the rules)"},
       {"exclude", true, "RE  drops source names matching RE (before the rules)"},
       {"ignore", true, "RE  leaves matching keys out of the missing and unexpected lists"},
-      {"auto", false, "infers prefix differences (module., _orig_mod., model., backbone., "
-                      "encoder.; strip or add) after the rules"},
-      {"on-mismatch", true, "error|skip  a size mismatch fails the load (default, as PyTorch) "
-                            "or the key is skipped (and reported missing)"},
+      {"auto", false,
+       "infers prefix differences (module., _orig_mod., model., backbone., "
+       "encoder.; strip or add) after the rules"},
+      {"on-mismatch", true,
+       "error|skip  a size mismatch fails the load (default, as PyTorch) "
+       "or the key is skipped (and reported missing)"},
       {"strict", false, "fails when missing or unexpected keys remain"},
       {"json", false,
        "prints one JSON object: matched, missing_keys, unexpected_keys, mismatched, "

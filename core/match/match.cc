@@ -22,9 +22,8 @@ absl::StatusOr<uint64_t> EntryBytes(const TensorEntry& entry, absl::string_view 
   absl::StatusOr<int64_t> numel = CheckedNumel(entry.shape);
   if (!numel.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(side, " tensor '", entry.name,
-                                                   "' has a bad shape ",
-                                                   ShapeToString(entry.shape), ": ",
-                                                   numel.status().message()));
+                                                   "' has a bad shape ", ShapeToString(entry.shape),
+                                                   ": ", numel.status().message()));
   }
   uint64_t size = DTypeSize(entry.dtype);
   if (static_cast<uint64_t>(*numel) > std::numeric_limits<uint64_t>::max() / size) {
@@ -140,8 +139,8 @@ void DropFilledBatchNormCounters(const std::vector<std::string>& source_names,
         built = true;
       }
       absl::string_view prefix = k.substr(0, k.size() - kCounter.size());
-      bool module_in_source = prefix.empty() ? !source_names.empty()
-                                             : source_prefixes.contains(prefix);
+      bool module_in_source =
+          prefix.empty() ? !source_names.empty() : source_prefixes.contains(prefix);
       if (!module_in_source) continue;
     }
     kept.push_back(std::move(key));
@@ -258,15 +257,14 @@ absl::StatusOr<MatchReport> Match(absl::Span<const TensorEntry> source,
         absl::StrCat("Missing key(s) in state_dict: ", QuotedList(report.missing_keys), "."));
   }
   if (options.strict && !report.unexpected_keys.empty()) {
-    report.errors.push_back(absl::StrCat("Unexpected key(s) in state_dict: ",
-                                         QuotedList(report.unexpected_keys), "."));
+    report.errors.push_back(
+        absl::StrCat("Unexpected key(s) in state_dict: ", QuotedList(report.unexpected_keys), "."));
   }
   if (options.on_shape_mismatch == ShapePolicy::kError) {
     for (const ShapeMismatch& m : report.mismatched) {
       report.errors.push_back(absl::StrCat(
-          "size mismatch for ", m.key, ": copying a param with shape ",
-          TorchSize(m.source_shape), " from checkpoint, the shape in current model is ",
-          TorchSize(m.target_shape), "."));
+          "size mismatch for ", m.key, ": copying a param with shape ", TorchSize(m.source_shape),
+          " from checkpoint, the shape in current model is ", TorchSize(m.target_shape), "."));
     }
   }
   return report;
@@ -282,9 +280,8 @@ nlohmann::ordered_json MatchReportToJson(const MatchReport& report) {
   out["unexpected_keys"] = report.unexpected_keys;
   out["mismatched"] = nlohmann::ordered_json::array();
   for (const ShapeMismatch& m : report.mismatched) {
-    out["mismatched"].push_back({{"key", m.key},
-                                 {"source_shape", m.source_shape},
-                                 {"target_shape", m.target_shape}});
+    out["mismatched"].push_back(
+        {{"key", m.key}, {"source_shape", m.source_shape}, {"target_shape", m.target_shape}});
   }
   out["inferred_rules"] = nlohmann::ordered_json::array();
   for (const Rule& rule : report.inferred_rules) out["inferred_rules"].push_back(FormatRule(rule));

@@ -28,11 +28,10 @@ re2::StringPiece Piece(absl::string_view s) { return re2::StringPiece(s.data(), 
 // Compiles `pattern` under the memory limit. `what` says where it came from
 // ("regex rule", "include pattern") for the message.
 absl::StatusOr<std::unique_ptr<re2::RE2>> CompilePattern(absl::string_view pattern,
-                                                        absl::string_view what) {
+                                                         absl::string_view what) {
   if (pattern.size() > kMaxPatternLength) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is ", pattern.size(),
-                                                   " bytes long; the limit is ",
-                                                   kMaxPatternLength));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " is ", pattern.size(), " bytes long; the limit is ", kMaxPatternLength));
   }
   re2::RE2::Options options;
   options.set_log_errors(false);
@@ -133,8 +132,7 @@ absl::Status ParseRuleItem(absl::string_view item, RuleSet* rule_set) {
   } else if (kind == kRename) {
     size_t eq = arg.find('=');
     if (eq == absl::string_view::npos || eq == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("rename rule '", item, "' is not OLD=NEW"));
+      return absl::InvalidArgumentError(absl::StrCat("rename rule '", item, "' is not OLD=NEW"));
     }
     rule_set->rules.push_back(
         Rename(std::string(arg.substr(0, eq)), std::string(arg.substr(eq + 1))));
@@ -150,16 +148,16 @@ absl::Status ParseRuleItem(absl::string_view item, RuleSet* rule_set) {
   } else if (kind == kIgnoreUnexpected) {
     rule_set->ignore_unexpected.emplace_back(arg);
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("rule '", item, "' has unknown kind '",
-                                                   kind, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rule '", item, "' has unknown kind '", kind, "'"));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<RuleSet> ParseRuleSet(absl::Span<const std::string> items) {
   if (items.size() > kMaxRuleItems) {
-    return absl::InvalidArgumentError(absl::StrCat(items.size(), " rules given; the limit is ",
-                                                   kMaxRuleItems));
+    return absl::InvalidArgumentError(
+        absl::StrCat(items.size(), " rules given; the limit is ", kMaxRuleItems));
   }
   RuleSet rule_set;
   for (const std::string& item : items) {
@@ -235,8 +233,8 @@ absl::StatusOr<CompiledRuleSet> CompiledRuleSet::Compile(const RuleSet& rule_set
             absl::StrCat("rule '", FormatRule(rule), "' has an empty argument"));
       }
       if (rule.pattern.size() > kMaxNameLength || rule.replacement.size() > kMaxNameLength) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "rule argument is longer than ", kMaxNameLength, " bytes"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("rule argument is longer than ", kMaxNameLength, " bytes"));
       }
       compiled.rule_regexes_.push_back(nullptr);
       continue;
@@ -244,16 +242,14 @@ absl::StatusOr<CompiledRuleSet> CompiledRuleSet::Compile(const RuleSet& rule_set
     WEIGHTD_ASSIGN_OR_RETURN(std::unique_ptr<re2::RE2> re,
                              CompilePattern(rule.pattern, "regex rule"));
     if (rule.replacement.size() > kMaxReplacementLength) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("replacement of regex rule '", rule.pattern, "' is ",
-                       rule.replacement.size(), " bytes long; the limit is ",
-                       kMaxReplacementLength));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "replacement of regex rule '", rule.pattern, "' is ", rule.replacement.size(),
+          " bytes long; the limit is ", kMaxReplacementLength));
     }
     std::string error;
     if (!re->CheckRewriteString(Piece(rule.replacement), &error)) {
-      return absl::InvalidArgumentError(absl::StrCat("bad replacement '", rule.replacement,
-                                                     "' for regex rule '", rule.pattern,
-                                                     "': ", error));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bad replacement '", rule.replacement, "' for regex rule '", rule.pattern, "': ", error));
     }
     compiled.rule_regexes_.push_back(std::move(re));
   }
@@ -307,8 +303,7 @@ absl::StatusOr<std::string> CompiledRuleSet::Apply(absl::string_view source_name
     if (name.size() > kMaxNameLength) {
       return absl::InvalidArgumentError(
           absl::StrCat("rule '", FormatRule(rule), "' makes the name of '",
-                       source_name.substr(0, 200), "' longer than ", kMaxNameLength,
-                       " bytes"));
+                       source_name.substr(0, 200), "' longer than ", kMaxNameLength, " bytes"));
     }
   }
   return name;

@@ -39,8 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       continue;
     }
     // Shapes vary with the name so that some pairs mismatch.
-    weightd::TensorEntry entry{std::string(line), weightd::DType::kFloat32,
-                               {static_cast<int64_t>(line.size() % 3)}};
+    weightd::TensorEntry entry{
+        std::string(line), weightd::DType::kFloat32, {static_cast<int64_t>(line.size() % 3)}};
     if (!line.empty() && line[0] == '+') {
       entry.name.erase(0, 1);
       target.push_back(std::move(entry));

@@ -20,10 +20,12 @@ TensorEntry F32(std::string name, std::vector<int64_t> shape) {
 
 // A small model: conv, batch norm and a classifier head.
 std::vector<TensorEntry> Model(const std::string& prefix = "", int64_t classes = 10) {
-  return {F32(prefix + "conv.weight", {8, 3, 3, 3}), F32(prefix + "bn.weight", {8}),
+  return {F32(prefix + "conv.weight", {8, 3, 3, 3}),
+          F32(prefix + "bn.weight", {8}),
           F32(prefix + "bn.bias", {8}),
           TensorEntry{prefix + "bn.num_batches_tracked", DType::kInt64, {}},
-          F32(prefix + "fc.weight", {classes, 8}), F32(prefix + "fc.bias", {classes})};
+          F32(prefix + "fc.weight", {classes, 8}),
+          F32(prefix + "fc.bias", {classes})};
 }
 
 std::vector<std::string> Names(const std::vector<TensorEntry>& entries) {
@@ -93,8 +95,8 @@ TEST(MatchTest, SkippedShapeMismatchLeavesTheTargetMissing) {
   MatchReport r = MatchOrDie(Model("", 1000), Model("", 10), {}, {ShapePolicy::kSkip, false});
   EXPECT_EQ(r.mismatched.size(), 2u);
   EXPECT_THAT(r.missing_keys, ElementsAre("fc.weight", "fc.bias"));
-  EXPECT_THAT(MatchedTargets(r), ElementsAre("conv.weight", "bn.weight", "bn.bias",
-                                             "bn.num_batches_tracked"));
+  EXPECT_THAT(MatchedTargets(r),
+              ElementsAre("conv.weight", "bn.weight", "bn.bias", "bn.num_batches_tracked"));
   EXPECT_TRUE(r.ok());
 }
 
@@ -110,39 +112,36 @@ TEST(MatchTest, MismatchedBytesAreNotCounted) {
 }
 
 TEST(MatchTest, StrictFailsOnUnexpectedKeys) {
-  MatchReport r = MatchOrDie({F32("a", {1}), F32("b", {1})}, {F32("a", {1})}, {},
-                             {ShapePolicy::kError, true});
+  MatchReport r =
+      MatchOrDie({F32("a", {1}), F32("b", {1})}, {F32("a", {1})}, {}, {ShapePolicy::kError, true});
   EXPECT_FALSE(r.ok());
   EXPECT_THAT(r.errors, ElementsAre(R"(Unexpected key(s) in state_dict: "b".)"));
 }
 
 TEST(MatchTest, StrictFailsOnMissingKeys) {
-  MatchReport r = MatchOrDie({F32("a", {1})}, {F32("a", {1}), F32("b", {1})}, {},
-                             {ShapePolicy::kError, true});
+  MatchReport r =
+      MatchOrDie({F32("a", {1})}, {F32("a", {1}), F32("b", {1})}, {}, {ShapePolicy::kError, true});
   EXPECT_FALSE(r.ok());
   EXPECT_THAT(r.errors, ElementsAre(R"(Missing key(s) in state_dict: "b".)"));
 }
 
 TEST(MatchTest, StrictPassesWhenIgnorePatternsCoverTheRest) {
-  MatchReport r = MatchOrDie({F32("a", {1}), F32("aux.w", {1})},
-                             {F32("a", {1}), F32("bn.running_var", {1})},
-                             Parse({"ignore:running_var$", "ignore:^aux\\."}),
-                             {ShapePolicy::kError, true});
+  MatchReport r =
+      MatchOrDie({F32("a", {1}), F32("aux.w", {1})}, {F32("a", {1}), F32("bn.running_var", {1})},
+                 Parse({"ignore:running_var$", "ignore:^aux\\."}), {ShapePolicy::kError, true});
   EXPECT_THAT(r.missing_keys, IsEmpty());
   EXPECT_THAT(r.unexpected_keys, IsEmpty());
   EXPECT_TRUE(r.ok());
 }
 
 TEST(MatchTest, IgnoreMissingDoesNotHideUnexpectedKeys) {
-  MatchReport r =
-      MatchOrDie({F32("x", {1})}, {F32("x2", {1})}, Parse({"ignore_missing:x"}));
+  MatchReport r = MatchOrDie({F32("x", {1})}, {F32("x2", {1})}, Parse({"ignore_missing:x"}));
   EXPECT_THAT(r.missing_keys, IsEmpty());
   EXPECT_THAT(r.unexpected_keys, ElementsAre("x"));
 }
 
 TEST(MatchTest, IgnoreUnexpectedDoesNotHideMissingKeys) {
-  MatchReport r =
-      MatchOrDie({F32("x", {1})}, {F32("x2", {1})}, Parse({"ignore_unexpected:x"}));
+  MatchReport r = MatchOrDie({F32("x", {1})}, {F32("x2", {1})}, Parse({"ignore_unexpected:x"}));
   EXPECT_THAT(r.missing_keys, ElementsAre("x2"));
   EXPECT_THAT(r.unexpected_keys, IsEmpty());
 }
@@ -204,7 +203,8 @@ TEST(MatchTest, TwoSourcesOnOneTargetNameBothAndTheTarget) {
             Parse({"strip_prefix:module."}), {});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(), HasSubstr("'module.fc.weight'"));
-  EXPECT_THAT(r.status().message(), HasSubstr("'fc.weight' both map to the target key 'fc.weight'"));
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("'fc.weight' both map to the target key 'fc.weight'"));
 }
 
 TEST(MatchTest, DuplicateSourceNamesAreRejected) {
@@ -279,8 +279,8 @@ TEST(AutoTest, AppliesAfterTheExplicitRules) {
   std::vector<TensorEntry> target = Model();
   target[4].name = "head.weight";
   target[5].name = "head.bias";
-  MatchReport r = MatchOrDie(Model("module."), target,
-                             Parse({R"(regex:^module\.fc\.=module.head.)", "auto"}));
+  MatchReport r =
+      MatchOrDie(Model("module."), target, Parse({R"(regex:^module\.fc\.=module.head.)", "auto"}));
   EXPECT_THAT(r.inferred_rules, ElementsAre(StripPrefix("module.")));
   EXPECT_EQ(MatchedTargets(r), Names(target));
 }
@@ -302,8 +302,8 @@ TEST(AutoTest, KeepsTheRulesMatchingMostKeys) {
   // "module.a" again.
   std::vector<TensorEntry> source = {F32("model.b", {1}), F32("model.c", {1}),
                                      F32("module.a", {1})};
-  MatchReport r = MatchOrDie(source, {F32("b", {1}), F32("c", {1}), F32("module.a", {1})},
-                             Parse({"auto"}));
+  MatchReport r =
+      MatchOrDie(source, {F32("b", {1}), F32("c", {1}), F32("module.a", {1})}, Parse({"auto"}));
   EXPECT_THAT(r.inferred_rules, ElementsAre(StripPrefix("model.")));
   EXPECT_EQ(r.matched.size(), 3u);
 }
@@ -337,9 +337,8 @@ TEST(MatchJsonTest, HasExactlyTheDocumentedFields) {
 
 TEST(MatchJsonTest, EmptyListsAreArrays) {
   nlohmann::ordered_json json = MatchReportToJson(MatchReport{});
-  EXPECT_EQ(json.dump(),
-            R"({"matched":[],"missing_keys":[],"unexpected_keys":[],"mismatched":[],)"
-            R"("inferred_rules":[],"bytes":0})");
+  EXPECT_EQ(json.dump(), R"({"matched":[],"missing_keys":[],"unexpected_keys":[],"mismatched":[],)"
+                         R"("inferred_rules":[],"bytes":0})");
 }
 
 }  // namespace

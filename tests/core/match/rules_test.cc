@@ -67,15 +67,14 @@ TEST(RulesTest, RulesApplyInOrder) {
 }
 
 TEST(RulesTest, ParsesEveryKindOfItem) {
-  absl::StatusOr<RuleSet> set = ParseRuleSet(
-      {"strip_prefix:module.", "add_prefix:backbone.", R"(regex:^layer(\d)=stage\1)",
-       "rename:fc.weight=head.weight", "include:^a", "exclude:b$", "ignore:num_batches",
-       "ignore_missing:m", "ignore_unexpected:u", "auto"});
+  absl::StatusOr<RuleSet> set =
+      ParseRuleSet({"strip_prefix:module.", "add_prefix:backbone.", R"(regex:^layer(\d)=stage\1)",
+                    "rename:fc.weight=head.weight", "include:^a", "exclude:b$",
+                    "ignore:num_batches", "ignore_missing:m", "ignore_unexpected:u", "auto"});
   ASSERT_TRUE(set.ok()) << set.status();
-  EXPECT_THAT(set->rules,
-              ElementsAre(StripPrefix("module."), AddPrefix("backbone."),
-                          RegexRule(R"(^layer(\d))", R"(stage\1)"),
-                          Rename("fc.weight", "head.weight")));
+  EXPECT_THAT(set->rules, ElementsAre(StripPrefix("module."), AddPrefix("backbone."),
+                                      RegexRule(R"(^layer(\d))", R"(stage\1)"),
+                                      Rename("fc.weight", "head.weight")));
   EXPECT_THAT(set->include, ElementsAre("^a"));
   EXPECT_THAT(set->exclude, ElementsAre("b$"));
   EXPECT_THAT(set->ignore_missing, ElementsAre("num_batches", "m"));
@@ -97,8 +96,8 @@ TEST(RulesTest, RegexWithEmptyReplacementDeletesTheMatch) {
 }
 
 TEST(RulesTest, FormatRuleSetRoundTrips) {
-  RuleSet set = Rules({StripPrefix("module."), RegexRule("a=b", R"(\0=)"), Rename("x", "y=z"),
-                       AddPrefix("p.")});
+  RuleSet set = Rules(
+      {StripPrefix("module."), RegexRule("a=b", R"(\0=)"), Rename("x", "y=z"), AddPrefix("p.")});
   set.include = {"i"};
   set.exclude = {"e"};
   set.ignore_missing = {"m"};
@@ -129,8 +128,7 @@ TEST(RulesTest, RejectsItemWithoutKind) {
 }
 
 TEST(RulesTest, RejectsEmptyArgument) {
-  EXPECT_EQ(ParseRuleSet({"strip_prefix:"}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseRuleSet({"strip_prefix:"}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(RulesTest, RejectsRegexItemWithoutReplacement) {
@@ -140,8 +138,7 @@ TEST(RulesTest, RejectsRegexItemWithoutReplacement) {
 }
 
 TEST(RulesTest, RejectsRenameItemWithoutNewName) {
-  EXPECT_EQ(ParseRuleSet({"rename:fc.weight"}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseRuleSet({"rename:fc.weight"}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(RulesTest, BadRegexErrorQuotesThePatternAndRe2sReason) {
