@@ -1,0 +1,111 @@
+#!/usr/bin/python3
+"""Runs `weightctl inspect` on every file of the bad-input corpus.
+
+Usage: /usr/bin/python3 bad_corpus_test.py WEIGHTCTL [-k SUBSTRING]...
+
+Each bad file (make_bad_corpus.py) must be refused cleanly: exit code 1 (not
+a signal, not 0, not a hang past 5 s, not an allocation past 2 GiB of address
+space), exactly one line on stderr, naming the file and containing the
+expected part of the reason. Each control file must read fine, so that a bad
+file fails for its own defect and not for a fault of the generator.
+"""
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_bad_corpus  # noqa: E402
+
+WEIGHTCTL = None
+CORPUS = None
+TIMEOUT_S = 5
+ADDRESS_SPACE_BYTES = 2 << 30
+
+
+def limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_BYTES, ADDRESS_SPACE_BYTES))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def inspect(path):
+    """(returncode or None on timeout, stdout, stderr)."""
+    try:
+        proc = subprocess.run([WEIGHTCTL, "inspect", path], capture_output=True, text=True,
+                              errors="replace", timeout=TIMEOUT_S, preexec_fn=limit_memory)
+    except subprocess.TimeoutExpired as e:
+        return None, e.stdout or "", e.stderr or ""
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def make_test_class(manifest):
+    class BadCorpusTest(unittest.TestCase):
+        pass
+
+    def bad_test(entry):
+        def test(self):
+            path = os.path.join(CORPUS, entry["file"])
+            code, _, err = inspect(path)
+            what = "%s (%s)" % (entry["file"], entry["what"])
+            self.assertIsNotNone(code, "%s: no answer within %d s" % (what, TIMEOUT_S))
+            self.assertGreaterEqual(code, 0, "%s: killed by signal %d; stderr:\n%s" %
+                                    (what, -code, err))
+            self.assertEqual(code, 1, "%s: exit %d, expected 1; stderr:\n%s" % (what, code, err))
+            lines = err.splitlines()
+            self.assertEqual(len(lines), 1, "%s: %d stderr lines, expected 1:\n%s" %
+                             (what, len(lines), err))
+            self.assertIn(entry["file"], lines[0], "%s: the message does not name the file" %
+                          what)
+            self.assertIn(entry["expect"], lines[0], "%s: the message does not give the reason" %
+                          what)
+        return test
+
+    def good_test(entry):
+        def test(self):
+            code, _, err = inspect(os.path.join(CORPUS, entry["file"]))
+            self.assertEqual(code, 0, "control %s (%s) failed: exit %s\n%s" %
+                             (entry["file"], entry["what"], code, err))
+        return test
+
+    for entry in manifest["bad"]:
+        name = os.path.basename(entry["file"]).replace(".", "_").replace("-", "_")
+        setattr(BadCorpusTest, "test_rejects_" + name, bad_test(entry))
+    for entry in manifest["good"]:
+        name = os.path.basename(entry["file"]).replace(".", "_").replace("-", "_")
+        setattr(BadCorpusTest, "test_reads_control_" + name, good_test(entry))
+    return BadCorpusTest
+
+
+def main():
+    global WEIGHTCTL, CORPUS
+    args = sys.argv[1:]
+    only = []
+    while "-k" in args:  # -k SUBSTRING: run only tests whose name contains it
+        i = args.index("-k")
+        only.append(args[i + 1])
+        del args[i:i + 2]
+    if len(args) != 1:
+        sys.stderr.write("usage: bad_corpus_test.py WEIGHTCTL [-k SUBSTRING]...\n")
+        return 2
+    WEIGHTCTL = os.path.abspath(args[0])
+    CORPUS = tempfile.mkdtemp(prefix="weightd-bad-corpus-")
+    try:
+        make_bad_corpus.build(CORPUS)
+        with open(os.path.join(CORPUS, "manifest.json")) as f:
+            manifest = json.load(f)
+        suite = unittest.TestSuite(
+            t for t in unittest.defaultTestLoader.loadTestsFromTestCase(make_test_class(manifest))
+            if not only or any(o in t.id() for o in only))
+        result = unittest.TextTestRunner(verbosity=2).run(suite)
+        return 0 if result.wasSuccessful() else 1
+    finally:
+        shutil.rmtree(CORPUS, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
