@@ -87,6 +87,38 @@ TEST_F(LifecycleTest, UnloadDuringAStreamLetsTheStreamComplete) {
   EXPECT_EQ(Xxh64(tensors[1]), Expected()["big"][1]["checksum"]);
 }
 
+TEST_F(LifecycleTest, ACancelledStreamStopsAndTheServerKeepsServing) {
+  StartServer();
+  {
+    grpc::ClientContext context;
+    v1::FetchRequest request;
+    request.set_model("big");
+    request.set_chunk_bytes(4 << 10);
+    auto reader = stub_->Fetch(&context, request);
+    v1::FetchResponse response;
+    ASSERT_TRUE(reader->Read(&response) && response.has_report());
+    context.TryCancel();
+    while (reader->Read(&response)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1));
+    v1::FetchRequest request;
+    request.set_model("big");
+    request.set_chunk_bytes(4 << 10);
+    auto reader = stub_->Fetch(&context, request);
+    v1::FetchResponse response;
+    while (reader->Read(&response)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  v1::FetchRequest request;
+  request.set_model("lenet");
+  EXPECT_TRUE(FetchAll(stub_.get(), request).status.ok());
+}
+
 TEST_F(LifecycleTest, ANewVersionAppearsAfterRescan) {
   StartServer();
   v1::GetManifestResponse manifest;
@@ -129,8 +161,6 @@ TEST_F(LifecycleTest, AFailedNewVersionLeavesThePreviousOneServing) {
 }
 
 TEST_F(LifecycleTest, TheLeastRecentlyUsedModelIsEvictedUnderABudget) {
-  const uint64_t lenet = 0;
-  (void)lenet;
   uint64_t bytes = 0;
   for (const auto& t : Expected()["lenet"]) bytes += t["nbytes"].get<uint64_t>();
   StartServer(/*host_cache_bytes=*/bytes + 1);  // room for one LeNet, not two
