@@ -215,7 +215,6 @@ def build(outdir):
     control("control_zip.pt", zip_ok, "torch.save zip")
     control("control_legacy.pt", legacy_ok, "torch.save legacy")
     control("control.safetensors", st_ok, "safetensors")
-    w_bytes = safetensors_io.tensor_bytes(state["w"])
     control("control_fake_tensor.pt",
             fake_tensor_zip(0, (4, 4), (4, 1), 16, 64), "hand-built torch zip")
     control("control_handmade_pickle.pt",

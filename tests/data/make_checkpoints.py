@@ -423,7 +423,6 @@ def case_list():
     add(Case("training_select_optimizer", "training_select_optimizer.pt", zip_,
              select_arg="optimizer_state_dict"), torch_save(training_checkpoint(True)))
     add(Case("lightning", "lightning.ckpt", zip_), torch_save(lightning_checkpoint()))
-    seeded(7)
     add(Case("data_parallel", "data_parallel.pt", zip_),
         torch_save(nn.DataParallel(lenet(7)).state_dict()))
     add(Case("dtypes", "dtypes.pt", zip_), torch_save(every_dtype()))
