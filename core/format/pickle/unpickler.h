@@ -40,6 +40,10 @@ struct UnpicklerLimits {
   size_t max_stack = 1 << 20;       // values on the stack
   size_t max_memo = 1 << 22;        // memo entries
   size_t max_string = size_t{1} << 30;  // bytes of one string/bytes value
+  // Nodes of the tree with shared subtrees counted once per reference, so
+  // that code walking the result (or hashing a tuple key) stays bounded
+  // even when memo references share subtrees exponentially.
+  size_t max_tree_nodes = size_t{1} << 26;
 };
 
 // Unpickles `bytes`. `what` names the source in error messages

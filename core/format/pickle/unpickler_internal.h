@@ -84,6 +84,17 @@ inline const ObjTuple* AsObjTuple(const Item& item) {
   return p ? p->get() : nullptr;
 }
 
+// Scalar decoders (unpickler_scalars.cc).
+// LONG1 / LONG4 payload: little-endian two's complement -> Int or BigInt.
+ValuePtr IntFromTwosComplement(absl::string_view bytes);
+// Decimal digits (no sign) of protocol 0 INT/LONG text -> Int or BigInt.
+ValuePtr IntFromDecimal(absl::string_view digits, bool negative);
+// codecs.escape_decode, applied to the quoted STRING argument.
+std::string EscapeDecode(absl::string_view s);
+// raw-unicode-escape (protocol 0 UNICODE) to UTF-8; false on a bad code point.
+bool RawUnicodeEscapeToUtf8(absl::string_view s, std::string* out);
+double BigEndianDouble(absl::string_view bytes);
+
 // Short description of an item for error messages ("list", "global torch.Size").
 std::string Describe(const Item& item);
 
@@ -122,6 +133,7 @@ class Machine {
   // --- containers and nesting depth ---
   ValuePtr NewContainer(ValuePtr container);
   size_t DepthOf(const Item& item) const;
+  uint64_t SizeOf(const Item& item) const;  // nodes, shared subtrees counted per use
   // Records that `child` now sits inside `parent` (a container made here).
   absl::Status AddChild(const ValuePtr& parent, const ValuePtr& child);
   absl::StatusOr<Item> MakeTuple(std::vector<Item> items);
@@ -153,6 +165,7 @@ class Machine {
   struct NodeInfo {
     ValuePtr keep;  // keeps the address from being reused while we track it
     size_t depth = 1;
+    uint64_t size = 1;
     bool nested = false;
   };
 

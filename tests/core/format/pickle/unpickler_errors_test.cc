@@ -183,7 +183,20 @@ TEST(UnpicklerErrorsTest, RejectsRecursiveList) {
 
 TEST(UnpicklerErrorsTest, RejectsContainerGrowingAfterBeingNested) {
   // a = []; b = [a]; a.append([]) -- how a cycle through two lists starts.
-  ExpectDataLoss(Fail(P2("]q\x00]h\x00" "ah\x00" "]a.")), "grows deeper after being nested");
+  ExpectDataLoss(Fail(P2("]q\x00]h\x00" "ah\x00" "]a.")), "modified after being nested");
+}
+
+TEST(UnpicklerErrorsTest, RejectsExponentiallySharedTree) {
+  // t = (t, t) thirty times: 60 bytes that expand to 2^31 nodes.
+  std::string p = P2("N");
+  for (int i = 0; i < 30; ++i) p += "2\x86";
+  ExpectDataLoss(Fail(p + "."), "value tree expands to more than 67108864 nodes");
+}
+
+TEST(UnpicklerErrorsTest, RejectsHugeTupleKeyBeforeHashing) {
+  std::string p = P2("}N");
+  for (int i = 0; i < 20; ++i) p += "2\x86";
+  ExpectDataLoss(Fail(p + "Ns."), "dict key is too large");
 }
 
 TEST(UnpicklerErrorsTest, Rejects100kNestedListsWithoutStackOverflow) {
