@@ -19,7 +19,8 @@ absl::StatusOr<std::string> HashKey(const Value& key) {
       return absl::StrCat("I", key.str());
     case Value::Kind::kFloat: {
       double v = key.float_value();
-      if (v == static_cast<double>(static_cast<int64_t>(v)) && v > -9.2e18 && v < 9.2e18) {
+      // Range first: casting an out-of-range double (or NaN) is undefined.
+      if (v > -9.2e18 && v < 9.2e18 && v == static_cast<double>(static_cast<int64_t>(v))) {
         return absl::StrCat("i", static_cast<int64_t>(v));
       }
       return absl::StrFormat("f%.17g", v);
