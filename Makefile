@@ -3,6 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 REPOSITORY ?= examples/repository
+LISTEN ?= 127.0.0.1:50051
 
 .PHONY: deps build serve test fuzz-smoke clean
 
@@ -18,10 +19,10 @@ build: deps $(BUILD)/build.ninja
 $(REPOSITORY)/.complete: examples/make_repository.py
 	/usr/bin/python3 examples/make_repository.py $(REPOSITORY)
 
-# Until the daemon exists: show what the bundled example repository holds.
+# Starts the daemon on the example repository (written by real PyTorch on
+# first use); Ctrl-C drains and stops it.
 serve: build $(REPOSITORY)/.complete
-	for f in $(REPOSITORY)/*.pt $(REPOSITORY)/*.safetensors; do \
-	  $(BUILD)/weightctl inspect $$f || exit 1; done
+	$(BUILD)/server/weightd --repository $(REPOSITORY) --listen $(LISTEN) --logtostderr
 
 test: build fuzz-smoke
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
