@@ -1,0 +1,146 @@
+#include "client/fetch_stream.h"
+
+#include <grpcpp/grpcpp.h>
+#include <xxhash.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "client/convert.h"
+#include "core/checkpoint/tensor.h"
+#include "core/util/status_macros.h"
+
+namespace weightd::client_internal {
+namespace {
+
+std::string Hex(uint64_t value) { return absl::StrCat(absl::Hex(value, absl::kZeroPad16)); }
+
+struct XxhDeleter {
+  void operator()(XXH64_state_t* state) const { XXH64_freeState(state); }
+};
+
+// One attempt at the stream. `*received` turns true at the first message.
+class StreamReader {
+ public:
+  explicit StreamReader(FetchSink* sink) : sink_(sink), hash_(XXH64_createState()) {}
+
+  absl::Status Handle(const v1::FetchResponse& response) {
+    if (!report_seen_) {
+      if (!response.has_report()) return Broken("the stream does not start with a report");
+      report_seen_ = true;
+      return sink_->OnReport(response.report());
+    }
+    if (response.has_header()) {
+      WEIGHTD_RETURN_IF_ERROR(FinishTensor());
+      return BeginTensor(response.header());
+    }
+    if (response.has_chunk()) return Chunk(response.chunk());
+    return Broken("unexpected message in the stream");
+  }
+
+  // After the stream ended well: the last tensor must be complete.
+  absl::Status Finish() {
+    if (!report_seen_) return Broken("the stream ended before its report");
+    return FinishTensor();
+  }
+
+ private:
+  absl::Status Broken(absl::string_view why) const {
+    return absl::DataLossError(
+        absl::StrCat("Fetch stream broken", in_tensor_ ? absl::StrCat(" at tensor ", header_.name())
+                                                      : std::string(),
+                     ": ", why));
+  }
+
+  absl::Status BeginTensor(const v1::TensorHeader& header) {
+    if (header.index() != next_index_) {
+      return Broken(absl::StrCat("tensor index ", header.index(), ", expected ", next_index_));
+    }
+    header_ = header;
+    in_tensor_ = true;
+    absl::StatusOr<DType> dtype = ParseDType(header.dtype());
+    if (!dtype.ok()) return Broken(absl::StrCat("unknown dtype \"", header.dtype(), "\""));
+    std::vector<int64_t> shape(header.shape().begin(), header.shape().end());
+    absl::StatusOr<int64_t> numel = CheckedNumel(shape);
+    if (!numel.ok() ||
+        static_cast<uint64_t>(*numel) * DTypeSize(*dtype) != header.nbytes()) {
+      return Broken(absl::StrCat("nbytes ", header.nbytes(), " does not fit shape ",
+                                 ShapeToString(shape), " of ", header.dtype()));
+    }
+    received_ = 0;
+    XXH64_reset(hash_.get(), 0);
+    return sink_->OnHeader(header, *dtype);
+  }
+
+  absl::Status Chunk(const v1::TensorChunk& chunk) {
+    if (!in_tensor_ || chunk.index() != header_.index()) {
+      return Broken(absl::StrCat("chunk of tensor ", chunk.index(), " out of place"));
+    }
+    if (chunk.offset() != received_ || chunk.data().size() > header_.nbytes() - received_) {
+      return Broken(absl::StrCat("chunk at offset ", chunk.offset(), " of ", chunk.data().size(),
+                                 " bytes; ", received_, " of ", header_.nbytes(),
+                                 " bytes received"));
+    }
+    XXH64_update(hash_.get(), chunk.data().data(), chunk.data().size());
+    received_ += chunk.data().size();
+    return sink_->OnChunk(chunk.data(), chunk.offset());
+  }
+
+  absl::Status FinishTensor() {
+    if (!in_tensor_) return absl::OkStatus();
+    if (received_ != header_.nbytes()) {
+      return Broken(absl::StrCat("only ", received_, " of ", header_.nbytes(), " bytes arrived"));
+    }
+    const std::string got = Hex(XXH64_digest(hash_.get()));
+    if (got != header_.checksum()) {
+      return absl::DataLossError(absl::StrCat("tensor ", header_.name(),
+                                              ": checksum mismatch (received bytes hash to ", got,
+                                              ", the server says ", header_.checksum(), ")"));
+    }
+    in_tensor_ = false;
+    ++next_index_;
+    return sink_->OnTensorDone();
+  }
+
+  FetchSink* sink_;
+  std::unique_ptr<XXH64_state_t, XxhDeleter> hash_;
+  bool report_seen_ = false;
+  bool in_tensor_ = false;
+  uint32_t next_index_ = 0;
+  v1::TensorHeader header_;
+  uint64_t received_ = 0;
+};
+
+}  // namespace
+
+absl::Status RunFetch(v1::WeightService::Stub* stub, const ClientOptions& options,
+                      const v1::FetchRequest& request, FetchSink* sink) {
+  return WithRetries(options, [&](bool* retryable) -> absl::Status {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + options.deadline));
+    std::unique_ptr<grpc::ClientReader<v1::FetchResponse>> reader = stub->Fetch(&context, request);
+    StreamReader stream(sink);
+    v1::FetchResponse response;
+    absl::Status status;
+    bool received = false;
+    while (reader->Read(&response)) {
+      received = true;
+      status = stream.Handle(response);
+      if (!status.ok()) {
+        // Stop the server's side too, then report our reason.
+        context.TryCancel();
+        while (reader->Read(&response)) {
+        }
+        (void)reader->Finish();
+        *retryable = false;
+        return status;
+      }
+    }
+    *retryable = !received;
+    WEIGHTD_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+    return stream.Finish();
+  });
+}
+
+}  // namespace weightd::client_internal

@@ -1,0 +1,57 @@
+// Reading one Fetch stream (private to the client library): retries while
+// the server is UNAVAILABLE before anything arrived, checks the stream's
+// order, sizes and per-tensor checksums, and hands the bytes to a sink that
+// decides where they go (a new tensor for Fetch, a parameter for Load).
+#ifndef WEIGHTD_CLIENT_FETCH_STREAM_H_
+#define WEIGHTD_CLIENT_FETCH_STREAM_H_
+
+#include <algorithm>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "weightd/v1/weightd.grpc.pb.h"
+
+namespace weightd::client_internal {
+
+class FetchSink {
+ public:
+  virtual ~FetchSink() = default;
+  // The match report, first in the stream.
+  virtual absl::Status OnReport(const v1::MatchReport& report) = 0;
+  // A tensor begins; `dtype` and the sizes in `header` are validated.
+  virtual absl::Status OnHeader(const v1::TensorHeader& header, DType dtype) = 0;
+  // The next bytes of the current tensor, at `offset` (consecutive).
+  virtual absl::Status OnChunk(absl::string_view data, uint64_t offset) = 0;
+  // All bytes of the current tensor arrived and their checksum matched.
+  virtual absl::Status OnTensorDone() = 0;
+};
+
+// Runs `request` to its end. The stream's own error status is returned as
+// the server gave it; a broken stream (bad order, short tensor, checksum
+// mismatch) is DataLoss naming the tensor.
+absl::Status RunFetch(v1::WeightService::Stub* stub, const ClientOptions& options,
+                      const v1::FetchRequest& request, FetchSink* sink);
+
+// Calls `attempt(&retryable)` until it succeeds, fails with something other
+// than UNAVAILABLE, says it cannot be retried, or options.max_attempts calls
+// were made; sleeps with exponential backoff in between.
+template <typename Attempt>
+absl::Status WithRetries(const ClientOptions& options, Attempt attempt) {
+  absl::Duration backoff = options.initial_backoff;
+  for (int i = 1;; ++i) {
+    bool retryable = true;
+    absl::Status status = attempt(&retryable);
+    if (status.ok() || !absl::IsUnavailable(status) || !retryable || i >= options.max_attempts) {
+      return status;
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(options.max_backoff, backoff * options.backoff_multiplier);
+  }
+}
+
+}  // namespace weightd::client_internal
+
+#endif  // WEIGHTD_CLIENT_FETCH_STREAM_H_

@@ -1,0 +1,25 @@
+# cmake --install: the client headers, weightd_client and the static
+# libraries it needs, and a weightdConfig.cmake that makes weightd::client.
+# The config is written by hand (not install(EXPORT)) because the core and
+# proto targets carry source-tree include directories.
+include(CMakePackageConfigHelpers)
+include(GNUInstallDirs)
+
+set(WEIGHTD_INSTALL_LIBS weightd_client weightd_match weightd_checkpoint weightd_proto)
+foreach(lib ${WEIGHTD_INSTALL_LIBS})
+  install(FILES $<TARGET_FILE:${lib}> DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endforeach()
+install(FILES ${PROJECT_SOURCE_DIR}/client/client.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/weightd/client)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/core/checkpoint ${PROJECT_SOURCE_DIR}/core/match
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/weightd/core
+        FILES_MATCHING PATTERN "*.h")
+
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/weightdConfig.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/weightdConfig.cmake
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/weightd)
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/weightdConfigVersion.cmake
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/weightdConfig.cmake
+              ${CMAKE_CURRENT_BINARY_DIR}/weightdConfigVersion.cmake
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/weightd)

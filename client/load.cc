@@ -1,0 +1,272 @@
+// Client::Load: streams matched tensors straight into a module's parameters
+// and buffers.
+//
+// Memory: a contiguous CPU destination of the dtype sent gets each chunk
+// memcpy'd into place; another dtype is converted chunk by chunk (copy_ on
+// the chunk's whole elements); a CUDA destination gets each chunk through a
+// pinned buffer and a non-blocking copy. Pinned buffers come from LibTorch's
+// caching host allocator, which records the copy's stream and does not hand
+// a block out again before that copy is done, so dropping our reference after
+// queuing the copy is safe and the host never waits per chunk. Extra memory is
+// thus a few chunks, except for a non-contiguous destination (a whole tensor
+// of scratch) and a staged load (a copy of every matched tensor).
+#include <torch/cuda.h>
+#include <torch/utils.h>
+
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "client/client_impl.h"
+#include "client/convert.h"
+#include "client/fetch_stream.h"
+#include "core/util/status_macros.h"
+
+namespace weightd {
+namespace {
+
+using client_internal::FetchSink;
+
+class LoadSink : public FetchSink {
+ public:
+  LoadSink(const LoadOptions& options, absl::flat_hash_map<std::string, torch::Tensor> targets,
+           LoadReport* report)
+      : options_(options), targets_(std::move(targets)), report_(report) {}
+
+  absl::Status OnReport(const v1::MatchReport& proto) override {
+    WEIGHTD_ASSIGN_OR_RETURN(MatchReport report, client_internal::FromProto(proto));
+    report_->version = proto.version();
+    report_->missing_keys = std::move(report.missing_keys);
+    report_->unexpected_keys = std::move(report.unexpected_keys);
+    report_->mismatched = std::move(report.mismatched);
+    report_->inferred_rules = std::move(report.inferred_rules);
+    report_->errors = std::move(report.errors);
+    expected_tensors_ = report.matched.size();
+    return absl::OkStatus();
+  }
+
+  absl::Status OnHeader(const v1::TensorHeader& header, DType dtype) override {
+    auto it = targets_.find(header.name());
+    if (it == targets_.end()) {
+      return absl::DataLossError(
+          absl::StrCat("the server sent tensor ", header.name(), ", which the module lacks"));
+    }
+    name_ = header.name();
+    dest_ = it->second;
+    const std::vector<int64_t> shape(header.shape().begin(), header.shape().end());
+    if (dest_.sizes().vec() != shape) {
+      return absl::DataLossError(absl::StrCat("the server sent ", name_, " with shape ",
+                                              ShapeToString(shape), ", the module has ",
+                                              ShapeToString(dest_.sizes().vec())));
+    }
+    src_type_ = ToScalarType(dtype);
+    elem_size_ = DTypeSize(dtype);
+    elements_ = 0;
+    carry_.clear();
+    return Torch([&] {
+      if (options_.staged) {
+        staged_.push_back(
+            {name_, dest_, torch::empty_like(dest_, torch::MemoryFormat::Contiguous)});
+        work_ = staged_.back().staged;
+      } else if (dest_.is_contiguous()) {
+        work_ = dest_;
+      } else {
+        work_ = torch::empty_like(dest_, torch::MemoryFormat::Contiguous);
+      }
+      direct_ = work_.device().is_cpu() && work_.scalar_type() == src_type_;
+      flat_ = work_.view({-1});
+    });
+  }
+
+  absl::Status OnChunk(absl::string_view data, uint64_t offset) override {
+    report_->bytes += data.size();
+    if (direct_) {
+      std::memcpy(static_cast<char*>(work_.data_ptr()) + offset, data.data(), data.size());
+      return absl::OkStatus();
+    }
+    return Torch([&] {
+      // Chunks need not end on an element boundary: complete a carried
+      // partial element first, carry the tail.
+      if (!carry_.empty()) {
+        const size_t take = std::min(elem_size_ - carry_.size(), data.size());
+        carry_.append(data.data(), take);
+        data.remove_prefix(take);
+        if (carry_.size() == elem_size_) {
+          CopyElements(carry_.data(), 1);
+          carry_.clear();
+        }
+      }
+      const size_t whole = data.size() / elem_size_;
+      if (whole > 0) CopyElements(data.data(), whole);
+      data.remove_prefix(whole * elem_size_);
+      carry_.append(data.data(), data.size());
+    });
+  }
+
+  absl::Status OnTensorDone() override {
+    if (!options_.staged) {
+      if (!work_.is_same(dest_)) {
+        WEIGHTD_RETURN_IF_ERROR(Torch([&] { dest_.copy_(work_, /*non_blocking=*/true); }));
+      }
+      report_->written.push_back(name_);
+      ++report_->tensors;
+    }
+    ++received_tensors_;
+    work_ = flat_ = dest_ = torch::Tensor();
+    return absl::OkStatus();
+  }
+
+  // After the stream ended well.
+  absl::Status Commit() {
+    if (received_tensors_ != expected_tensors_) {
+      return absl::DataLossError(absl::StrCat("the stream ended after ", received_tensors_,
+                                              " of ", expected_tensors_, " tensors"));
+    }
+    if (!options_.staged) return absl::OkStatus();
+    return Torch([&] {
+      for (Staged& s : staged_) {
+        s.dest.copy_(s.staged, /*non_blocking=*/true);
+        report_->written.push_back(s.name);
+        ++report_->tensors;
+      }
+    });
+  }
+
+  size_t expected_tensors() const { return expected_tensors_; }
+
+ private:
+  // The one boundary where LibTorch may throw.
+  template <typename Fn>
+  absl::Status Torch(Fn fn) {
+    try {
+      fn();
+      return absl::OkStatus();
+    } catch (const std::exception& e) {
+      return absl::InternalError(absl::StrCat("LibTorch, at tensor ", name_, ": ", e.what()));
+    }
+  }
+
+  void CopyElements(const char* data, size_t n) {
+    const int64_t count = static_cast<int64_t>(n);
+    torch::Tensor dst = flat_.narrow(0, elements_, count);
+    if (work_.device().is_cpu()) {
+      torch::Tensor src = torch::from_blob(const_cast<char*>(data), {count},
+                                           torch::TensorOptions().dtype(src_type_));
+      dst.copy_(src);
+    } else {
+      torch::Tensor pinned =
+          torch::empty({count}, torch::TensorOptions().dtype(src_type_).pinned_memory(true));
+      std::memcpy(pinned.data_ptr(), data, n * elem_size_);
+      dst.copy_(pinned, /*non_blocking=*/true);
+    }
+    elements_ += count;
+  }
+
+  const LoadOptions& options_;
+  absl::flat_hash_map<std::string, torch::Tensor> targets_;
+  LoadReport* report_;
+  size_t expected_tensors_ = 0;
+  size_t received_tensors_ = 0;
+
+  // The tensor being received.
+  std::string name_;
+  torch::Tensor dest_;  // the parameter or buffer
+  torch::Tensor work_;  // where bytes land: dest_, a staging or scratch tensor
+  torch::Tensor flat_;  // work_ as 1-d
+  bool direct_ = false;
+  c10::ScalarType src_type_ = torch::kFloat32;
+  size_t elem_size_ = 1;
+  int64_t elements_ = 0;
+  std::string carry_;
+
+  struct Staged {
+    std::string name;
+    torch::Tensor dest;
+    torch::Tensor staged;
+  };
+  std::vector<Staged> staged_;
+};
+
+std::string DescribeWritten(const LoadReport& report, size_t expected, bool staged) {
+  if (staged && report.written.empty()) return "; staged load: the module was not changed";
+  if (report.written.empty()) return "; no tensor was written";
+  std::vector<std::string> shown(report.written.begin(),
+                                 report.written.begin() + std::min<size_t>(8, report.written.size()));
+  return absl::StrCat("; ", report.written.size(), " of ", expected,
+                      " tensors were written before the failure: ", absl::StrJoin(shown, ", "),
+                      report.written.size() > shown.size() ? ", ..." : "");
+}
+
+bool AnyCuda(const absl::flat_hash_map<std::string, torch::Tensor>& targets) {
+  for (const auto& [name, t] : targets) {
+    if (t.defined() && t.is_cuda()) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadReport> Client::Load(torch::nn::Module& module, const std::string& model,
+                                        const LoadOptions& options) {
+  LoadReport report;
+  WEIGHTD_RETURN_IF_ERROR(Load(module, model, options, &report));
+  return report;
+}
+
+absl::Status Client::Load(torch::nn::Module& module, const std::string& model,
+                          const LoadOptions& options, LoadReport* report) {
+  const absl::Time start = absl::Now();
+  *report = LoadReport();
+  WEIGHTD_ASSIGN_OR_RETURN(std::vector<TensorEntry> target, ModuleEntries(module));
+  absl::flat_hash_map<std::string, torch::Tensor> targets;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    if (item.value().defined()) targets[item.key()] = item.value();
+  }
+  for (const auto& item : module.named_buffers(/*recurse=*/true)) {
+    if (item.value().defined()) targets[item.key()] = item.value();
+  }
+
+  v1::FetchRequest request;
+  request.set_model(model);
+  request.set_version(options.version);
+  request.set_select(options.select);
+  client_internal::ToProto(target, request.mutable_target());
+  client_internal::ToProto(options.rule_set(), request.mutable_rules());
+  client_internal::ToProto(options.match_options(), request.mutable_options());
+  // Casting on the server saves a pass here, but the cast applies to every
+  // tensor of the stream: only ask for it when one dtype fits all targets.
+  std::optional<DType> cast = options.transfer_dtype;
+  if (!cast && !target.empty()) {
+    cast = target[0].dtype;
+    for (const TensorEntry& e : target) {
+      if (e.dtype != *cast) cast.reset();
+      if (!cast) break;
+    }
+  }
+  if (cast) request.set_cast_dtype(std::string(DTypeName(*cast)));
+  request.set_chunk_bytes(options.chunk_bytes);
+  request.set_max_receive_bytes(options_.max_receive_bytes);
+
+  torch::NoGradGuard no_grad;
+  const bool cuda = AnyCuda(targets);
+  LoadSink sink(options, std::move(targets), report);
+  absl::Status status = client_internal::RunFetch(impl_->stub.get(), options_, request, &sink);
+  if (status.ok()) status = sink.Commit();
+  if (cuda) torch::cuda::synchronize();
+  report->seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  if (!status.ok()) {
+    return absl::Status(status.code(),
+                        absl::StrCat(status.message(), DescribeWritten(*report,
+                                                                       sink.expected_tensors(),
+                                                                       options.staged)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace weightd
