@@ -8,6 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libre2-dev libgoogle-glog-dev libgflags-dev
   libtorch-dev libxxhash-dev nlohmann-json3-dev zlib1g-dev
+  libcpp-httplib-dev libssl-dev openssl
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang libclang-rt-14-dev
   python3 python3-torch python3-torchvision python3-numpy python3-xxhash

@@ -21,6 +21,32 @@ DEFINE_bool(preload, false, "Load the newest version of every model at start-up 
                             "first use");
 DEFINE_double(drain_seconds, 10, "On SIGTERM/SIGINT: seconds RPCs in flight get to finish");
 
+DEFINE_string(tls_cert, "", "PEM server certificate (chain); with --tls_key the port speaks TLS "
+                            "only");
+DEFINE_string(tls_key, "", "PEM private key of --tls_cert");
+DEFINE_string(tls_client_ca, "", "PEM CA bundle; clients must present a certificate it signed "
+                                 "(mTLS). Needs --tls_cert");
+DEFINE_string(auth_tokens_file, "",
+              "Bearer tokens, one \"TOKEN ROLE\" per line (ROLE read or admin, # comments); "
+              "re-read on SIGHUP. WeightService needs read, AdminService admin; health and "
+              "reflection stay open. Empty: no token check");
+DEFINE_string(metrics_listen, "", "HOST:PORT for Prometheus metrics at GET /metrics; empty: off");
+DEFINE_int32(max_request_bytes, 4 << 20, "Largest request message accepted (RESOURCE_EXHAUSTED "
+                                         "above)");
+DEFINE_int32(max_concurrent_streams, 0, "HTTP/2 streams one connection may open at once; 0: "
+                                        "gRPC's default");
+DEFINE_uint32(max_active_fetches, 0, "Fetch streams served at once; more get RESOURCE_EXHAUSTED. "
+                                     "0: unlimited");
+DEFINE_uint32(max_target_entries, 200000, "Target tensors plus keys per Match/Fetch request "
+                                          "(INVALID_ARGUMENT above); 0: unlimited");
+DEFINE_uint32(max_rules, 1000, "Rules plus include/exclude/ignore patterns per request "
+                               "(INVALID_ARGUMENT above); 0: unlimited");
+DEFINE_uint32(max_pattern_bytes, 4096, "Bytes of one rule or pattern string (INVALID_ARGUMENT "
+                                       "above); 0: unlimited");
+DEFINE_int32(min_client_ping_interval_ms, 10000,
+             "Keepalive enforcement: clients pinging more often without data get GOAWAY");
+DEFINE_int32(keepalive_time_ms, 60000, "Server keepalive pings on idle connections; 0: off");
+
 DECLARE_bool(help);
 DECLARE_bool(helpshort);
 
@@ -30,10 +56,16 @@ constexpr char kUsage[] =
     "serves PyTorch checkpoints over gRPC (weightd.v1.WeightService, AdminService, "
     "grpc.health.v1.Health, reflection).\n\n"
     "  weightd --repository DIR [--listen HOST:PORT] [--host_cache_bytes N] [--preload]\n"
-    "          [--drain_seconds S]";
+    "          [--drain_seconds S] [--tls_cert PEM --tls_key PEM [--tls_client_ca PEM]]\n"
+    "          [--auth_tokens_file FILE] [--metrics_listen HOST:PORT] [limits...]";
 
-constexpr const char* kOwnFlags[] = {"repository", "listen", "host_cache_bytes", "preload",
-                                     "drain_seconds"};
+constexpr const char* kOwnFlags[] = {
+    "repository",         "listen",           "host_cache_bytes",
+    "preload",            "drain_seconds",    "tls_cert",
+    "tls_key",            "tls_client_ca",    "auth_tokens_file",
+    "metrics_listen",     "max_request_bytes", "max_concurrent_streams",
+    "max_active_fetches", "max_target_entries", "max_rules",
+    "max_pattern_bytes",  "min_client_ping_interval_ms", "keepalive_time_ms"};
 
 // gflags' --help lists every flag of every library linked in; ours first.
 void PrintHelp() {
@@ -74,6 +106,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   weightd::ServerOptions options;
@@ -81,6 +114,19 @@ int main(int argc, char** argv) {
   options.listen = FLAGS_listen;
   options.host_cache_bytes = FLAGS_host_cache_bytes;
   options.preload = FLAGS_preload;
+  options.tls_cert = FLAGS_tls_cert;
+  options.tls_key = FLAGS_tls_key;
+  options.tls_client_ca = FLAGS_tls_client_ca;
+  options.auth_tokens_file = FLAGS_auth_tokens_file;
+  options.metrics_listen = FLAGS_metrics_listen;
+  options.max_request_bytes = FLAGS_max_request_bytes;
+  options.max_concurrent_streams = FLAGS_max_concurrent_streams;
+  options.max_active_fetches = FLAGS_max_active_fetches;
+  options.request_limits.max_target_entries = FLAGS_max_target_entries;
+  options.request_limits.max_rules = FLAGS_max_rules;
+  options.request_limits.max_pattern_bytes = FLAGS_max_pattern_bytes;
+  options.min_client_ping_interval_ms = FLAGS_min_client_ping_interval_ms;
+  options.keepalive_time_ms = FLAGS_keepalive_time_ms;
   absl::StatusOr<std::unique_ptr<weightd::WeightServer>> server =
       weightd::WeightServer::Start(options);
   if (!server.ok()) {
@@ -93,8 +139,22 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   LOG(INFO) << "serving " << FLAGS_repository << " on " << host << ":" << (*server)->port();
 
+  if ((*server)->metrics_port() != 0) {
+    LOG(INFO) << "metrics on " << FLAGS_metrics_listen << " (port " << (*server)->metrics_port()
+              << ")";
+  }
+
+  // This thread, not a signal handler, takes the signals: SIGHUP reloads the
+  // tokens here, SIGTERM/SIGINT end the loop.
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    absl::Status reloaded = (*server)->ReloadTokens();
+    if (reloaded.ok()) {
+      LOG(INFO) << "SIGHUP: reloaded " << FLAGS_auth_tokens_file;
+    } else {
+      LOG(ERROR) << "SIGHUP: " << reloaded << "; the previous tokens stay in force";
+    }
+  }
   LOG(INFO) << "signal " << signal_number << ": draining for " << FLAGS_drain_seconds << "s";
   (*server)->Shutdown(absl::Seconds(FLAGS_drain_seconds));
   server->reset();

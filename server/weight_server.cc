@@ -2,30 +2,124 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
 
 #include <chrono>
+#include <fstream>
+#include <map>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "server/metrics/metrics_interceptor.h"
+#include "server/metrics/weightd_metrics.h"
 #include "server/service/health_service.h"
 #include "server/service/weight_service.h"
 
 namespace weightd {
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": cannot open"));
+  std::stringstream text;
+  text << in.rdbuf();
+  if (text.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": not a PEM file"));
+  }
+  return text.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& options,
+                                                                     const TokenStore* tokens) {
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  if (options.tls_cert.empty()) {
+    if (!options.tls_client_ca.empty()) {
+      return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
+    }
+    // Plaintext: tokens (if any) are checked by the services alone
+    // (server/auth/authorizer.h says why).
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  absl::StatusOr<std::string> cert = ReadPem(options.tls_cert, "--tls_cert");
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem(options.tls_key, "--tls_key");
+  if (!key.ok()) return key.status();
+  pair.cert_chain = *std::move(cert);
+  pair.private_key = *std::move(key);
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!options.tls_client_ca.empty()) {
+    absl::StatusOr<std::string> ca = ReadPem(options.tls_client_ca, "--tls_client_ca");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::SslServerCredentials(ssl);
+  if (tokens != nullptr) {
+    credentials->SetAuthMetadataProcessor(std::make_shared<TokenProcessor>(tokens));
+  }
+  return credentials;
+}
+
+// Sets the gauges computed from the store at each scrape.
+void CollectStore(const ModelStore& store, MetricsRegistry& registry) {
+  std::map<std::string, int> by_state;
+  for (VersionState state : {VersionState::kUnloaded, VersionState::kLoading, VersionState::kReady,
+                             VersionState::kFailed}) {
+    by_state[std::string(VersionStateName(state))] = 0;
+  }
+  for (const ModelStatus& model : store.List()) {
+    for (const VersionStatus& version : model.versions) {
+      ++by_state[std::string(VersionStateName(version.state))];
+    }
+  }
+  for (const auto& [state, count] : by_state) {
+    registry.Set(metrics::kModels, {{"state", state}}, count);
+  }
+  registry.Set(metrics::kCacheBytes, {{"tier", "host"}}, static_cast<double>(store.host_bytes()));
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions options) {
+  std::unique_ptr<WeightServer> server(new WeightServer());
+  server->metrics_ = std::make_unique<MetricsRegistry>();
+  metrics::DeclareAll(server->metrics_.get());
+  if (!options.auth_tokens_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TokenStore>> tokens = TokenStore::Open(options.auth_tokens_file);
+    if (!tokens.ok()) return tokens.status();
+    server->tokens_ = *std::move(tokens);
+  }
+  server->authorizer_ = std::make_unique<Authorizer>(server->tokens_.get());
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      Credentials(options, server->tokens_.get());
+  if (!credentials.ok()) return credentials.status();
+
   StoreOptions store_options;
   store_options.repository = options.repository;
   store_options.host_cache_bytes = options.host_cache_bytes;
   store_options.preload = options.preload;
+  store_options.metrics = server->metrics_.get();
   absl::StatusOr<std::unique_ptr<ModelStore>> store = ModelStore::Open(store_options);
   if (!store.ok()) return store.status();
-
-  std::unique_ptr<WeightServer> server(new WeightServer());
   server->store_ = *std::move(store);
+
+  WeightServiceOptions service_options;
+  service_options.authorizer = server->authorizer_.get();
+  service_options.limits = options.request_limits;
+  service_options.max_active_fetches = options.max_active_fetches;
   server->health_ = std::make_unique<HealthService>(server->store_.get());
-  server->weight_service_ = std::make_unique<WeightService>(server->store_.get());
-  server->admin_service_ = std::make_unique<AdminService>(server->store_.get());
+  server->weight_service_ = std::make_unique<WeightService>(server->store_.get(), service_options);
+  server->admin_service_ =
+      std::make_unique<AdminService>(server->store_.get(), server->authorizer_.get());
   HealthService* health = server->health_.get();
   server->store_->SetListener([health] { health->Refresh(); });
+  ModelStore* store_ptr = server->store_.get();
+  server->metrics_->AddCollector(
+      [store_ptr](MetricsRegistry& registry) { CollectStore(*store_ptr, registry); });
 
   // Once per process; registers the reflection service with every builder.
   static const bool reflection = [] {
@@ -34,21 +128,52 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   }();
   (void)reflection;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.listen, *credentials, &server->port_);
   builder.RegisterService(server->weight_service_.get());
   builder.RegisterService(server->admin_service_.get());
   builder.RegisterService(server->health_.get());
+  builder.SetMaxReceiveMessageSize(options.max_request_bytes);
+  if (options.max_concurrent_streams > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
+  }
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             options.min_client_ping_interval_ms);
+  // Clients may keep idle connections alive (trainers between epochs), at
+  // the rate above.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  if (options.keepalive_time_ms > 0) {
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, options.keepalive_time_ms);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options.keepalive_timeout_ms);
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(server->metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     server->store_->SetListener(nullptr);
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
+  if (!options.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<HttpExporter>> exporter =
+        HttpExporter::Start(options.metrics_listen, server->metrics_.get());
+    if (!exporter.ok()) {
+      server->Shutdown(absl::ZeroDuration());
+      return exporter.status();
+    }
+    server->exporter_ = *std::move(exporter);
+  }
   return server;
 }
 
 WeightServer::~WeightServer() {
+  if (exporter_ != nullptr) exporter_->Stop();
   Shutdown(absl::ZeroDuration());
-  store_->SetListener(nullptr);
+  if (store_ != nullptr) store_->SetListener(nullptr);
+}
+
+absl::Status WeightServer::ReloadTokens() {
+  if (tokens_ == nullptr) return absl::OkStatus();
+  return tokens_->Reload();
 }
 
 void WeightServer::Shutdown(absl::Duration grace) {

@@ -10,7 +10,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/auth/authorizer.h"
+#include "server/auth/token_store.h"
 #include "server/cache/model_store.h"
+#include "server/metrics/http_exporter.h"
+#include "server/metrics/registry.h"
+#include "server/service/request_limits.h"
 
 namespace grpc {
 class Server;
@@ -28,6 +33,35 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:0";
   uint64_t host_cache_bytes = 0;  // 0: unlimited
   bool preload = false;
+
+  // TLS, PEM file paths. With tls_cert and tls_key the port speaks TLS only;
+  // with tls_client_ca too, clients must present a certificate it signed.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  // Bearer tokens (see server/auth/token_store.h); empty: no token check.
+  // WeightService needs role read, AdminService admin; health and
+  // reflection are open.
+  std::string auth_tokens_file;
+  // HOST:PORT of the Prometheus endpoint (GET /metrics); empty: none.
+  std::string metrics_listen;
+
+  // Limits. Requests larger than this are refused by gRPC with
+  // RESOURCE_EXHAUSTED.
+  int max_request_bytes = 4 << 20;
+  // HTTP/2 streams one connection may have open (SETTINGS); 0: gRPC default.
+  int max_concurrent_streams = 0;
+  // Fetch streams open at once on the server; more: RESOURCE_EXHAUSTED.
+  // 0: unlimited.
+  uint32_t max_active_fetches = 0;
+  // Targets, rules and pattern sizes per request; over: INVALID_ARGUMENT.
+  RequestLimits request_limits;
+  // Keepalive enforcement: a client pinging more often than this without
+  // data in flight gets GOAWAY (too_many_pings) after a few strikes.
+  int min_client_ping_interval_ms = 10000;
+  // Server keepalive pings on idle connections to drop dead peers; 0: off.
+  int keepalive_time_ms = 60000;
+  int keepalive_timeout_ms = 20000;
 };
 
 // Thread-safe. Shutdown (or destruction) stops serving; snapshots held by
@@ -40,7 +74,14 @@ class WeightServer {
   ~WeightServer();
 
   int port() const { return port_; }
+  // The metrics endpoint's port; 0 without metrics_listen.
+  int metrics_port() const { return exporter_ == nullptr ? 0 : exporter_->port(); }
   ModelStore& store() { return *store_; }
+  MetricsRegistry& metrics() { return *metrics_; }
+
+  // Re-reads auth_tokens_file (main calls it on SIGHUP, outside the signal
+  // handler). On error the old tokens stay. OK and a no-op without tokens.
+  absl::Status ReloadTokens();
 
   // Health goes NOT_SERVING (watchers are told and their streams end), then
   // RPCs in flight get `grace` to finish before they are cancelled.
@@ -52,11 +93,16 @@ class WeightServer {
  private:
   WeightServer() = default;
 
+  // Declared before what uses them, so they are destroyed after it.
+  std::unique_ptr<MetricsRegistry> metrics_;
+  std::unique_ptr<TokenStore> tokens_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<ModelStore> store_;
   std::unique_ptr<HealthService> health_;
   std::unique_ptr<WeightService> weight_service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpExporter> exporter_;
   int port_ = 0;
   std::atomic<bool> shut_down_{false};
 };

@@ -4,8 +4,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "server/metrics/weightd_metrics.h"
 
 namespace weightd {
+namespace {
+
+// TODO(issue 4): the GPU tier records under its own "cuda:N" label.
+const Labels kHostTier = {{"tier", "host"}};
+
+}  // namespace
 
 // One version's state. Shared so a load that finishes after a rescan dropped
 // the version writes into a detached slot harmlessly.
@@ -114,6 +122,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> ModelStore::AcquireSlotLocked(
   }
   if (slot.state == VersionState::kReady) {
     slot.last_use = ++tick_;
+    if (options_.metrics != nullptr) options_.metrics->Add(metrics::kCacheHits, kHostTier, 1);
     return slot.snapshot;
   }
   if (slot.state == VersionState::kFailed) return slot.failure;
@@ -121,8 +130,14 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> ModelStore::AcquireSlotLocked(
   const std::string path = slot.entry.path;
   const int64_t version = slot.entry.version;
   mu_.Unlock();
+  const absl::Time start = absl::Now();
   absl::StatusOr<std::shared_ptr<const Snapshot>> loaded =
       Snapshot::Load(name, version, path, select);
+  if (options_.metrics != nullptr) {
+    options_.metrics->Add(metrics::kCacheMisses, kHostTier, 1);
+    options_.metrics->Observe(metrics::kLoadSeconds, {{"result", loaded.ok() ? "ok" : "error"}},
+                              absl::ToDoubleSeconds(absl::Now() - start));
+  }
   mu_.Lock();
   *changed = true;
   loaded_.SignalAll();

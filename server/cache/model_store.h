@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/cache/snapshot.h"
+#include "server/metrics/registry.h"
 #include "server/repository/repository.h"
 
 namespace weightd {
@@ -34,6 +35,9 @@ struct StoreOptions {
   // Load the newest version of every model at Open (else only models whose
   // model.pbtxt says `preload: true`).
   bool preload = false;
+  // Where cache hits/misses and load times are recorded; null: nowhere.
+  // Must outlive the store.
+  MetricsRegistry* metrics = nullptr;
 };
 
 enum class VersionState { kUnloaded, kLoading, kReady, kFailed };

@@ -74,9 +74,11 @@ std::string EncodeChunkPrefix(uint32_t index, uint64_t offset, uint64_t data_siz
 }
 
 FetchReactor::FetchReactor(ModelStore* store, grpc::CallbackServerContext* context,
-                           const grpc::ByteBuffer* request) {
+                           const grpc::ByteBuffer* request, const RequestLimits* limits,
+                           std::function<void()> on_done)
+    : on_done_(std::move(on_done)) {
   absl::MutexLock lock(&mu_);
-  absl::Status status = Begin(store, context, request);
+  absl::Status status = Begin(store, context, request, limits);
   if (!status.ok()) {
     FinishOnce(ToGrpcStatus(status));
     return;
@@ -85,11 +87,15 @@ FetchReactor::FetchReactor(ModelStore* store, grpc::CallbackServerContext* conte
 }
 
 absl::Status FetchReactor::Begin(ModelStore* store, grpc::CallbackServerContext* context,
-                                 const grpc::ByteBuffer* request) {
+                                 const grpc::ByteBuffer* request, const RequestLimits* limits) {
   v1::FetchRequest parsed;
   grpc::ByteBuffer copy(*request);
   grpc::Status s = grpc::SerializationTraits<v1::FetchRequest>::Deserialize(&copy, &parsed);
   if (!s.ok()) return absl::InvalidArgumentError("FetchRequest does not parse");
+  if (limits != nullptr) {
+    absl::Status within = CheckFetchRequest(parsed, *limits);
+    if (!within.ok()) return within;
+  }
   absl::StatusOr<uint32_t> chunk_bytes =
       EffectiveChunkBytes(parsed.chunk_bytes(), parsed.max_receive_bytes());
   if (!chunk_bytes.ok()) return chunk_bytes.status();
@@ -242,6 +248,9 @@ void FetchReactor::FinishOnce(const grpc::Status& status) {
   Finish(status);
 }
 
-void FetchReactor::OnDone() { delete this; }
+void FetchReactor::OnDone() {
+  if (on_done_) on_done_();
+  delete this;
+}
 
 }  // namespace weightd

@@ -12,6 +12,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
@@ -20,6 +21,7 @@
 #include "absl/types/span.h"
 #include "server/cache/fetch_plan.h"
 #include "server/cache/model_store.h"
+#include "server/service/request_limits.h"
 #include "weightd/v1/weightd.pb.h"
 
 namespace weightd {
@@ -39,12 +41,14 @@ absl::StatusOr<uint32_t> EffectiveChunkBytes(uint32_t chunk_bytes, uint32_t max_
 // including) the data bytes, which follow it on the wire.
 std::string EncodeChunkPrefix(uint32_t index, uint64_t offset, uint64_t data_size);
 
-// Deletes itself when the RPC is done. Thread-safe: gRPC may run OnCancel
-// and OnWriteDone concurrently.
+// Deletes itself when the RPC is done, after calling `on_done` (if any).
+// Thread-safe: gRPC may run OnCancel and OnWriteDone concurrently. `limits`
+// (null: none) must outlive the reactor.
 class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   FetchReactor(ModelStore* store, grpc::CallbackServerContext* context,
-               const grpc::ByteBuffer* request);
+               const grpc::ByteBuffer* request, const RequestLimits* limits = nullptr,
+               std::function<void()> on_done = nullptr);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -52,7 +56,8 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
  private:
   absl::Status Begin(ModelStore* store, grpc::CallbackServerContext* context,
-                     const grpc::ByteBuffer* request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                     const grpc::ByteBuffer* request, const RequestLimits* limits)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes the next message, or finishes the RPC when nothing is left.
   void Continue() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Builds the next message into message_; false when the stream is done.
@@ -61,6 +66,7 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishOnce(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  const std::function<void()> on_done_;
   absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const StateDictView> view_ ABSL_GUARDED_BY(mu_);

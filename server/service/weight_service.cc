@@ -23,6 +23,24 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl:
   return reactor;
 }
 
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+grpc::Status Authorize(const Authorizer* authorizer, grpc::CallbackServerContext* context,
+                       Role needed) {
+  return authorizer == nullptr ? grpc::Status::OK : authorizer->Check(*context, needed);
+}
+
+// A Fetch refused before it starts (auth, limits).
+class RefusedFetch final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit RefusedFetch(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 void HexChecksum(uint64_t value, std::string* out) {
   *out = absl::StrCat(absl::Hex(value, absl::kZeroPad16));
 }
@@ -84,6 +102,8 @@ absl::Status DoMatch(ModelStore* store, absl::Time deadline, const v1::MatchRequ
 grpc::ServerUnaryReactor* WeightService::ListModels(grpc::CallbackServerContext* context,
                                                     const v1::ListModelsRequest* request,
                                                     v1::ListModelsResponse* response) {
+  grpc::Status allowed = Authorize(options_.authorizer, context, Role::kRead);
+  if (!allowed.ok()) return Done(context, allowed);
   for (const ModelStatus& model : store_->List()) ToProto(model, response->add_models());
   return Done(context, absl::OkStatus());
 }
@@ -91,23 +111,43 @@ grpc::ServerUnaryReactor* WeightService::ListModels(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* WeightService::GetManifest(grpc::CallbackServerContext* context,
                                                      const v1::GetManifestRequest* request,
                                                      v1::GetManifestResponse* response) {
+  grpc::Status allowed = Authorize(options_.authorizer, context, Role::kRead);
+  if (!allowed.ok()) return Done(context, allowed);
   return Done(context, weightd::GetManifest(store_, Deadline(context), *request, response));
 }
 
 grpc::ServerUnaryReactor* WeightService::Match(grpc::CallbackServerContext* context,
                                                const v1::MatchRequest* request,
                                                v1::MatchReport* response) {
+  grpc::Status allowed = Authorize(options_.authorizer, context, Role::kRead);
+  if (!allowed.ok()) return Done(context, allowed);
+  absl::Status within = CheckMatchRequest(*request, options_.limits);
+  if (!within.ok()) return Done(context, within);
   return Done(context, DoMatch(store_, Deadline(context), *request, response));
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* WeightService::Fetch(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
-  return new FetchReactor(store_, context, request);
+  grpc::Status allowed = Authorize(options_.authorizer, context, Role::kRead);
+  if (!allowed.ok()) return new RefusedFetch(allowed);
+  std::shared_ptr<std::atomic<uint32_t>> active = active_fetches_;
+  const uint32_t before = active->fetch_add(1);
+  if (options_.max_active_fetches != 0 && before >= options_.max_active_fetches) {
+    active->fetch_sub(1);
+    return new RefusedFetch(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("this server already streams ", before, " Fetch calls, its limit "
+                     "(--max_active_fetches); retry later or on another replica")));
+  }
+  return new FetchReactor(store_, context, request, &options_.limits,
+                          [active] { active->fetch_sub(1); });
 }
 
 grpc::ServerUnaryReactor* AdminService::LoadModel(grpc::CallbackServerContext* context,
                                                   const v1::LoadModelRequest* request,
                                                   v1::LoadModelResponse* response) {
+  grpc::Status allowed = Authorize(authorizer_, context, Role::kAdmin);
+  if (!allowed.ok()) return Done(context, allowed);
   absl::StatusOr<ModelStatus> status = store_->Load(request->model(), request->version());
   if (status.ok()) ToProto(*status, response->mutable_model());
   return Done(context, status.status());
@@ -116,12 +156,16 @@ grpc::ServerUnaryReactor* AdminService::LoadModel(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* AdminService::UnloadModel(grpc::CallbackServerContext* context,
                                                     const v1::UnloadModelRequest* request,
                                                     v1::UnloadModelResponse* response) {
+  grpc::Status allowed = Authorize(authorizer_, context, Role::kAdmin);
+  if (!allowed.ok()) return Done(context, allowed);
   return Done(context, store_->Unload(request->model(), request->version()));
 }
 
 grpc::ServerUnaryReactor* AdminService::Rescan(grpc::CallbackServerContext* context,
                                                const v1::RescanRequest* request,
                                                v1::RescanResponse* response) {
+  grpc::Status allowed = Authorize(authorizer_, context, Role::kAdmin);
+  if (!allowed.ok()) return Done(context, allowed);
   absl::StatusOr<std::vector<ModelStatus>> models = store_->Rescan();
   if (models.ok()) {
     for (const ModelStatus& model : *models) ToProto(model, response->add_models());

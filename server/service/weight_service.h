@@ -3,7 +3,11 @@
 #ifndef WEIGHTD_SERVER_SERVICE_WEIGHT_SERVICE_H_
 #define WEIGHTD_SERVER_SERVICE_WEIGHT_SERVICE_H_
 
+#include <atomic>
+
+#include "server/auth/authorizer.h"
 #include "server/cache/model_store.h"
+#include "server/service/request_limits.h"
 #include "weightd/v1/weightd.grpc.pb.h"
 
 namespace weightd {
@@ -12,11 +16,22 @@ using WeightServiceBase = v1::WeightService::WithCallbackMethod_ListModels<
     v1::WeightService::WithCallbackMethod_GetManifest<v1::WeightService::WithCallbackMethod_Match<
         v1::WeightService::WithRawCallbackMethod_Fetch<v1::WeightService::Service>>>>;
 
-// Thread-safe. `store` must outlive the service. Fetch is a raw method so
-// tensor bytes go out as slices of the cached memory (see fetch_reactor.h).
+struct WeightServiceOptions {
+  // Null: no token check. Every method needs role read.
+  const Authorizer* authorizer = nullptr;
+  RequestLimits limits;
+  // Fetch streams open at once, server-wide; past it Fetch answers
+  // RESOURCE_EXHAUSTED. 0: unlimited.
+  uint32_t max_active_fetches = 0;
+};
+
+// Thread-safe. `store` (and options.authorizer) must outlive the service.
+// Fetch is a raw method so tensor bytes go out as slices of the cached memory
+// (see fetch_reactor.h).
 class WeightService final : public WeightServiceBase {
  public:
-  explicit WeightService(ModelStore* store) : store_(store) {}
+  explicit WeightService(ModelStore* store, WeightServiceOptions options = {})
+      : store_(store), options_(options) {}
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,
@@ -32,12 +47,19 @@ class WeightService final : public WeightServiceBase {
 
  private:
   ModelStore* const store_;
+  const WeightServiceOptions options_;
+  // Shared with the reactors' on_done, which may run after the service is
+  // gone only if the server outlived it (it does not), but cheap to be safe.
+  std::shared_ptr<std::atomic<uint32_t>> active_fetches_ =
+      std::make_shared<std::atomic<uint32_t>>(0);
 };
 
-// weightd.v1.AdminService: LoadModel, UnloadModel, Rescan.
+// weightd.v1.AdminService: LoadModel, UnloadModel, Rescan. Every method
+// needs role admin when `authorizer` is set.
 class AdminService final : public v1::AdminService::CallbackService {
  public:
-  explicit AdminService(ModelStore* store) : store_(store) {}
+  explicit AdminService(ModelStore* store, const Authorizer* authorizer = nullptr)
+      : store_(store), authorizer_(authorizer) {}
 
   grpc::ServerUnaryReactor* LoadModel(grpc::CallbackServerContext* context,
                                       const v1::LoadModelRequest* request,
@@ -51,6 +73,7 @@ class AdminService final : public v1::AdminService::CallbackService {
 
  private:
   ModelStore* const store_;
+  const Authorizer* const authorizer_;
 };
 
 }  // namespace weightd

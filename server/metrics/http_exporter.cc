@@ -1,0 +1,66 @@
+#include "server/metrics/http_exporter.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace weightd {
+
+absl::StatusOr<std::unique_ptr<HttpExporter>> HttpExporter::Start(const std::string& listen,
+                                                                  MetricsRegistry* registry) {
+  const size_t colon = listen.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics_listen \"", listen, "\" is not HOST:PORT"));
+  }
+  std::string host = listen.substr(0, colon);
+  // "[::]:9090" -> "::" (httplib takes the bare address).
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  std::unique_ptr<HttpExporter> exporter(new HttpExporter());
+  exporter->server_ = std::make_unique<httplib::Server>();
+  exporter->server_->Get("/metrics", [registry](const httplib::Request&, httplib::Response& res) {
+    res.set_content(registry->Render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  exporter->server_->Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("weightd metrics: /metrics\n", "text/plain");
+  });
+  if (port == 0) {
+    exporter->port_ = exporter->server_->bind_to_any_port(host);
+  } else if (exporter->server_->bind_to_port(host, port)) {
+    exporter->port_ = port;
+  } else {
+    exporter->port_ = -1;
+  }
+  if (exporter->port_ <= 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " for metrics"));
+  }
+  httplib::Server* server = exporter->server_.get();
+  auto ended = std::make_shared<std::atomic<bool>>(false);
+  exporter->thread_ = std::thread([server, ended] {
+    server->listen_after_bind();
+    *ended = true;
+  });
+  // httplib's stop() is a no-op until the loop runs; wait for it so an early
+  // Stop cannot leave the thread listening forever.
+  while (!server->is_running() && !*ended)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return exporter;
+}
+
+HttpExporter::~HttpExporter() { Stop(); }
+
+void HttpExporter::Stop() {
+  if (server_ != nullptr) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace weightd
