@@ -1,0 +1,51 @@
+# weightd container: multi-stage on Debian bookworm.
+#
+#   docker build -t weightd .
+#   docker run -p 50051:50051 -p 9090:9090 -v /path/to/repo:/models:ro weightd
+#
+# The build stage installs the same Debian packages as the README
+# (scripts/install-deps.sh) and builds weightd and weightctl. The runtime
+# stage installs only the Debian packages that own the shared libraries those
+# two binaries load (found with ldd + dpkg -S in the build stage), so it
+# follows whatever the binaries link (LibTorch included, if weightctl links
+# the client library) without a hand-kept list going stale.
+# No network besides Debian's package mirrors.
+
+FROM debian:bookworm AS build
+ENV DEBIAN_FRONTEND=noninteractive
+# Dependencies first: this layer is reused while only sources change.
+COPY scripts/install-deps.sh /src/scripts/install-deps.sh
+RUN /src/scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+COPY . /src
+WORKDIR /src
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DWEIGHTD_BUILD_TESTS=OFF \
+ && cmake --build /build --target weightd weightctl \
+ && mkdir -p /out/bin \
+ && cp "$(find /build -name weightd -type f -perm -u+x | head -n1)" /out/bin/weightd \
+ && cp "$(find /build -name weightctl -type f -perm -u+x | head -n1)" /out/bin/weightctl \
+ && strip /out/bin/weightd /out/bin/weightctl \
+ && for b in /out/bin/*; do ldd "$b" | awk '/=> \//{print $3}'; done | sort -u \
+    | while read -r lib; do \
+        real="$(readlink -f "$lib")"; \
+        dpkg -S "$real" 2>/dev/null || dpkg -S "/usr$real" 2>/dev/null || dpkg -S "$lib"; \
+      done | cut -d: -f1 | sort -u > /out/runtime-packages.txt \
+ && cat /out/runtime-packages.txt \
+ && ! ldd /out/bin/weightd /out/bin/weightctl | grep "not found"
+
+FROM debian:bookworm-slim AS runtime
+ENV DEBIAN_FRONTEND=noninteractive
+COPY --from=build /out/runtime-packages.txt /tmp/runtime-packages.txt
+RUN apt-get update -q \
+ && xargs apt-get install -y -q --no-install-recommends ca-certificates < /tmp/runtime-packages.txt \
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
+ && groupadd --system --gid 10001 weightd \
+ && useradd --system --uid 10001 --gid weightd --home-dir /nonexistent --shell /usr/sbin/nologin weightd \
+ && mkdir -p /models
+COPY --from=build /out/bin/weightd /out/bin/weightctl /usr/local/bin/
+# The default repository; mount the real one here (read-only is enough).
+VOLUME /models
+# gRPC (WeightService, AdminService, Health, reflection) and Prometheus metrics.
+EXPOSE 50051 9090
+USER 10001:10001
+ENTRYPOINT ["/usr/local/bin/weightd"]
+CMD ["--repository=/models", "--listen=0.0.0.0:50051", "--metrics_listen=0.0.0.0:9090"]

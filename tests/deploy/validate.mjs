@@ -1,0 +1,74 @@
+// Validates rendered Kubernetes objects offline against the Kubernetes
+// OpenAPI schemas (npm: kubernetes-models, pinned in validate.sh), then checks
+// the few properties weightd's deployment relies on.
+//
+// usage: node validate.mjs RENDERED.yaml [--expect-pvc]
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
+
+// The packages live in the build tree (validate.sh installs them), not next
+// to this file, so resolve them from there: yaml through require (it ships
+// CommonJS), kubernetes-models by file (ESM only, one module per kind).
+const modules = process.env.WEIGHTD_NODE_MODULES;
+const require = createRequire(modules + "/");
+const YAML = require("yaml");
+const load = async (path) => import(pathToFileURL(`${modules}/${path}.js`).href);
+
+const file = process.argv[2];
+const docs = YAML.parseAllDocuments(readFileSync(file, "utf8"))
+  .map((d) => d.toJS())
+  .filter((d) => d !== null);
+let failures = 0;
+const fail = (what, why) => {
+  console.error(`FAIL ${what}: ${why}`);
+  failures++;
+};
+
+for (const obj of docs) {
+  const what = `${obj.kind}/${obj.metadata?.name}`;
+  let model;
+  try {
+    model = await load(`kubernetes-models/${obj.apiVersion}/${obj.kind}`);
+  } catch (e) {
+    fail(what, `no schema for ${obj.apiVersion} ${obj.kind} (${e.message})`);
+    continue;
+  }
+  const Cls = model[obj.kind];
+  try {
+    new Cls(obj).validate();
+    console.log(`ok   ${what} (${obj.apiVersion})`);
+  } catch (e) {
+    fail(what, e.message);
+  }
+}
+
+// What the deployment must keep, whatever the overlay changes.
+const byKind = (kind) => docs.filter((d) => d.kind === kind);
+const deployments = byKind("Deployment");
+if (deployments.length !== 1) fail("Deployment", `expected 1, got ${deployments.length}`);
+for (const d of deployments) {
+  const pod = d.spec.template.spec;
+  if (pod.securityContext?.runAsNonRoot !== true) fail("Deployment", "runAsNonRoot not set");
+  for (const c of pod.containers) {
+    if (c.securityContext?.readOnlyRootFilesystem !== true) {
+      fail(`container ${c.name}`, "readOnlyRootFilesystem not set");
+    }
+    for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+      if (c[probe]?.grpc?.port !== 50051) fail(`container ${c.name}`, `${probe} is not grpc:50051`);
+    }
+    const models = (c.volumeMounts || []).find((m) => m.mountPath === "/models");
+    if (models?.readOnly !== true) fail(`container ${c.name}`, "/models is not mounted read-only");
+  }
+  const repo = (pod.volumes || []).find((v) => v.persistentVolumeClaim);
+  if (repo?.persistentVolumeClaim.readOnly !== true) fail("Deployment", "repository PVC not read-only");
+}
+const headless = byKind("Service").find((s) => s.metadata.name === "weightd-headless");
+if (!headless || headless.spec.clusterIP !== "None") fail("Service", "no headless weightd-headless");
+if (byKind("PodDisruptionBudget").length !== 1) fail("PodDisruptionBudget", "missing");
+if (process.argv.includes("--expect-pvc") && byKind("PersistentVolumeClaim").length !== 1) {
+  fail("PersistentVolumeClaim", "missing");
+}
+
+console.log(`${docs.length} objects, ${failures} failures`);
+process.exit(failures === 0 ? 0 : 1);
