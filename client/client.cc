@@ -4,7 +4,10 @@
 #include <grpcpp/grpcpp.h>
 #include <torch/cuda.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -48,7 +51,65 @@ MatchOptions MatchSpec::match_options() const {
   return out;
 }
 
+namespace {
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Adds the bearer token to every call's metadata. An interceptor rather than
+// call credentials: gRPC sends call credentials only over TLS, and weightd
+// also checks tokens on plaintext ports.
+class TokenInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit TokenInterceptor(const std::string* header) : header_(header) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert({"authorization", *header_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string* const header_;
+};
+
+class TokenInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit TokenInterceptorFactory(std::string token) : header_("Bearer " + token) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* info) override {
+    return new TokenInterceptor(&header_);
+  }
+
+ private:
+  const std::string header_;
+};
+
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const ClientOptions& options) {
+  if (options.tls_ca.empty() && options.tls_cert.empty()) {
+    return grpc::InsecureChannelCredentials();
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!options.tls_ca.empty()) ssl.pem_root_certs = ReadFileOrEmpty(options.tls_ca);
+  if (!options.tls_cert.empty()) {
+    ssl.pem_cert_chain = ReadFileOrEmpty(options.tls_cert);
+    ssl.pem_private_key = ReadFileOrEmpty(options.tls_key);
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace
+
 Client::Client(ClientOptions options) : options_(std::move(options)), impl_(new Impl) {
+  if (options_.token.empty()) {
+    if (const char* env = std::getenv("WEIGHTD_TOKEN")) options_.token = env;
+  }
   grpc::ChannelArguments args;
   args.SetLoadBalancingPolicyName(options_.load_balancing_policy);
   args.SetMaxReceiveMessageSize(static_cast<int>(options_.max_receive_bytes));
@@ -59,8 +120,13 @@ Client::Client(ClientOptions options) : options_(std::move(options)), impl_(new 
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::max(backoff_ms, 1));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
               static_cast<int>(std::max<int64_t>(absl::ToInt64Milliseconds(options_.max_backoff), 1)));
-  impl_->channel =
-      grpc::CreateCustomChannel(options_.target, grpc::InsecureChannelCredentials(), args);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+      interceptors;
+  if (!options_.token.empty()) {
+    interceptors.push_back(std::make_unique<TokenInterceptorFactory>(options_.token));
+  }
+  impl_->channel = grpc::experimental::CreateCustomChannelWithInterceptors(
+      options_.target, ChannelCredentials(options_), args, std::move(interceptors));
   impl_->stub = v1::WeightService::NewStub(impl_->channel);
 }
 

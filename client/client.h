@@ -56,6 +56,17 @@ struct ClientOptions {
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
   double backoff_multiplier = 2.0;
+  // TLS: PEM file of the CA that signed the server certificate; empty:
+  // plaintext. An unreadable file leaves the system roots (calls then fail
+  // with UNAVAILABLE if they do not cover the server).
+  std::string tls_ca;
+  // mTLS: PEM client certificate and key, with tls_ca.
+  std::string tls_cert;
+  std::string tls_key;
+  // Bearer token sent as "authorization: Bearer TOKEN" on every call (also
+  // over plaintext, for servers behind a TLS-terminating proxy); empty: the
+  // WEIGHTD_TOKEN environment variable, if set.
+  std::string token;
 };
 
 // One version of a model, as ListModels describes it.
