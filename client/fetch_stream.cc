@@ -32,8 +32,9 @@ class StreamReader {
       return sink_->OnReport(response.report());
     }
     if (response.has_header()) {
-      WEIGHTD_RETURN_IF_ERROR(FinishTensor());
-      return BeginTensor(response.header());
+      if (in_tensor_) return Broken("a tensor header arrived before the previous tensor's end");
+      WEIGHTD_RETURN_IF_ERROR(BeginTensor(response.header()));
+      return header_.nbytes() == 0 ? FinishTensor() : absl::OkStatus();
     }
     if (response.has_chunk()) return Chunk(response.chunk());
     return Broken("unexpected message in the stream");
@@ -42,7 +43,10 @@ class StreamReader {
   // After the stream ended well: the last tensor must be complete.
   absl::Status Finish() {
     if (!report_seen_) return Broken("the stream ended before its report");
-    return FinishTensor();
+    if (in_tensor_) {
+      return Broken(absl::StrCat("only ", received_, " of ", header_.nbytes(), " bytes arrived"));
+    }
+    return absl::OkStatus();
   }
 
  private:
@@ -84,14 +88,13 @@ class StreamReader {
     }
     XXH64_update(hash_.get(), chunk.data().data(), chunk.data().size());
     received_ += chunk.data().size();
-    return sink_->OnChunk(chunk.data(), chunk.offset());
+    WEIGHTD_RETURN_IF_ERROR(sink_->OnChunk(chunk.data(), chunk.offset()));
+    // A tensor is done at its last byte, not at the next header: a stream
+    // that fails later must still count it as written.
+    return received_ == header_.nbytes() ? FinishTensor() : absl::OkStatus();
   }
 
   absl::Status FinishTensor() {
-    if (!in_tensor_) return absl::OkStatus();
-    if (received_ != header_.nbytes()) {
-      return Broken(absl::StrCat("only ", received_, " of ", header_.nbytes(), " bytes arrived"));
-    }
     const std::string got = Hex(XXH64_digest(hash_.get()));
     if (got != header_.checksum()) {
       return absl::DataLossError(absl::StrCat("tensor ", header_.name(),

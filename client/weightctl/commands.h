@@ -9,6 +9,12 @@ namespace weightd::cli {
 Command InspectCommand();  // inspect_command.cc
 Command ConvertCommand();  // convert_command.cc
 Command MatchCommand();    // match_command.cc
+#ifdef WEIGHTD_WEIGHTCTL_REMOTE
+Command ListCommand();                    // remote_commands.cc
+Command ManifestCommand();                // remote_commands.cc
+Command PullCommand();                    // remote_commands.cc
+int RunRemoteMatch(const ParsedArgs& args);  // match MODEL --target FILE
+#endif
 
 }  // namespace weightd::cli
 

@@ -10,7 +10,13 @@
 namespace weightd::cli {
 namespace {
 
-std::vector<Command> AllCommands() { return {InspectCommand(), ConvertCommand(), MatchCommand()}; }
+std::vector<Command> AllCommands() {
+  return {InspectCommand(), ConvertCommand(), MatchCommand(),
+#ifdef WEIGHTD_WEIGHTCTL_REMOTE
+          ListCommand(),    ManifestCommand(), PullCommand(),
+#endif
+  };
+}
 
 void PrintUsage(std::ostream& out) {
   out << "usage: weightctl COMMAND [ARGS...]\n\ncommands:\n";

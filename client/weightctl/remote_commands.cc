@@ -1,0 +1,330 @@
+// weightctl's commands against a server (--server HOST:PORT, default
+// localhost:50051): list, manifest, match MODEL --target FILE, pull.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "client/weightctl/commands.h"
+#include "client/weightctl/match_flags.h"
+#include "core/checkpoint/buffer.h"
+#include "core/format/checkpoint_io.h"
+#include "nlohmann/json.hpp"
+
+namespace weightd::cli {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr char kDefaultServer[] = "localhost:50051";
+const FlagSpec kServerFlag = {"server", true,
+                              "HOST:PORT  the weightd server (default localhost:50051; "
+                              "dns:///NAME:PORT for every replica)"};
+
+std::unique_ptr<Client> MakeClient(const ParsedArgs& args) {
+  ClientOptions options;
+  options.target = args.Get("server").value_or(kDefaultServer);
+  // A CLI should answer quickly when nothing listens.
+  options.max_attempts = 3;
+  return std::make_unique<Client>(options);
+}
+
+absl::StatusOr<int64_t> VersionFlag(const ParsedArgs& args) {
+  int64_t version = 0;
+  const std::optional<std::string> text = args.Get("version");
+  if (text && (!absl::SimpleAtoi(*text, &version) || version < 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("--version must be a number, not ", *text));
+  }
+  return version;
+}
+
+std::string HumanBytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  return u == 0 ? absl::StrFormat("%.0f B", bytes) : absl::StrFormat("%.1f %s", bytes, units[u]);
+}
+
+std::string Failure(const absl::Status& status, absl::string_view server) {
+  if (absl::IsUnavailable(status)) {
+    return absl::StrCat("server ", server, " unavailable: ", status.message());
+  }
+  return std::string(status.message());
+}
+
+// ------------------------------------------------------------------ list
+
+int RunList(const ParsedArgs& args) {
+  std::unique_ptr<Client> client = MakeClient(args);
+  absl::StatusOr<std::vector<ModelInfo>> models = client->ListModels();
+  if (!models.ok()) return Fail(Failure(models.status(), client->options().target));
+  if (args.Has("json")) {
+    Json out = Json::array();
+    for (const ModelInfo& m : *models) {
+      Json versions = Json::array();
+      for (const ModelVersionInfo& v : m.versions) {
+        versions.push_back({{"version", v.version},
+                            {"state", v.state},
+                            {"reason", v.reason},
+                            {"format", v.format},
+                            {"path", v.path},
+                            {"tensor_count", v.tensor_count},
+                            {"bytes", v.bytes},
+                            {"cache_tier", v.cache_tier},
+                            {"select", v.select}});
+      }
+      out.push_back({{"name", m.name}, {"versions", versions}});
+    }
+    std::cout << out.dump(-1, ' ', false, Json::error_handler_t::replace) << std::endl;
+    return 0;
+  }
+  std::cout << absl::StrFormat("%-24s %7s  %-9s %-20s %8s %10s  %s\n", "MODEL", "VERSION", "STATE",
+                               "FORMAT", "TENSORS", "SIZE", "CACHE");
+  for (const ModelInfo& m : *models) {
+    for (const ModelVersionInfo& v : m.versions) {
+      std::cout << absl::StrFormat(
+          "%-24s %7d  %-9s %-20s %8s %10s  %s%s\n", m.name, v.version, v.state,
+          v.format.empty() ? "-" : v.format,
+          v.tensor_count == 0 ? "-" : absl::StrCat(v.tensor_count),
+          v.bytes == 0 ? "-" : HumanBytes(v.bytes), v.cache_tier.empty() ? "-" : v.cache_tier,
+          v.reason.empty() ? "" : absl::StrCat("  (", v.reason, ")"));
+    }
+  }
+  return 0;
+}
+
+// -------------------------------------------------------------- manifest
+
+int RunManifest(const ParsedArgs& args) {
+  absl::StatusOr<int64_t> version = VersionFlag(args);
+  if (!version.ok()) return Fail(version.status().message(), 2);
+  std::unique_ptr<Client> client = MakeClient(args);
+  absl::StatusOr<Manifest> manifest =
+      client->GetManifest(args.positional[0], *version, args.Get("select").value_or(""));
+  if (!manifest.ok()) return Fail(Failure(manifest.status(), client->options().target));
+  if (args.Has("json")) {
+    Json tensors = Json::array();
+    for (const ManifestTensor& t : manifest->tensors) {
+      tensors.push_back({{"name", t.name},
+                         {"dtype", std::string(DTypeName(t.dtype))},
+                         {"shape", t.shape},
+                         {"nbytes", t.nbytes},
+                         {"checksum", t.checksum}});
+    }
+    Json out = {{"model", manifest->model},   {"version", manifest->version},
+                {"format", manifest->format}, {"select", manifest->select},
+                {"tensors", tensors},         {"metadata", Json::parse(manifest->metadata_json,
+                                                                       nullptr, false)}};
+    std::cout << out.dump(-1, ' ', false, Json::error_handler_t::replace) << std::endl;
+    return 0;
+  }
+  uint64_t total = 0;
+  for (const ManifestTensor& t : manifest->tensors) total += t.nbytes;
+  std::cout << manifest->model << " version " << manifest->version << " (" << manifest->format
+            << (manifest->select.empty() ? "" : absl::StrCat(", select ", manifest->select))
+            << "): " << manifest->tensors.size() << " tensors, " << HumanBytes(total) << "\n";
+  if (manifest->metadata_json != "{}") std::cout << "metadata: " << manifest->metadata_json << "\n";
+  std::cout << "\n";
+  for (const ManifestTensor& t : manifest->tensors) {
+    std::cout << absl::StrFormat("  %-48s %-9s %-20s %10s  %s\n", t.name, DTypeName(t.dtype),
+                                 ShapeToString(t.shape), HumanBytes(t.nbytes), t.checksum);
+  }
+  return 0;
+}
+
+// ----------------------------------------------------------------- match
+
+}  // namespace
+
+int RunRemoteMatch(const ParsedArgs& args) {
+  const std::optional<std::string> target_file = args.Get("target");
+  if (!target_file) return Fail("match MODEL needs --target FILE (the module's state dict)", 2);
+  absl::StatusOr<int64_t> version = VersionFlag(args);
+  if (!version.ok()) return Fail(version.status().message(), 2);
+  absl::StatusOr<MatchOptions> options = MatchOptionsFromFlags(args);
+  if (!options.ok()) return Fail(options.status().message(), 2);
+  absl::StatusOr<RuleSet> rules = RulesFromFlags(args);
+  if (!rules.ok()) return Fail(rules.status().message(), 2);
+  absl::StatusOr<std::vector<TensorEntry>> target =
+      ReadEntries(*target_file, args.Get("target-select").value_or(""));
+  if (!target.ok()) return Fail(target.status().message());
+
+  MatchSpec spec;
+  spec.version = *version;
+  spec.select = args.Get("select").value_or("");
+  spec.set_rule_set(*rules);
+  spec.on_shape_mismatch = options->on_shape_mismatch;
+  spec.strict = options->strict;
+  std::unique_ptr<Client> client = MakeClient(args);
+  absl::StatusOr<MatchReport> report = client->Match(args.positional[0], *target, spec);
+  if (!report.ok()) {
+    return Fail(Failure(report.status(), client->options().target),
+                absl::IsInvalidArgument(report.status()) ? 2 : 1);
+  }
+  return PrintMatchReport(*report, args.Has("json"));
+}
+
+namespace {
+
+// ------------------------------------------------------------------ pull
+
+// One line on stderr, redrawn at most 10 times a second: bytes, rate, ETA.
+class ProgressBar {
+ public:
+  void Update(uint64_t done, uint64_t total) {
+    const absl::Time now = absl::Now();
+    if (done < total && now - last_ < absl::Milliseconds(100)) return;
+    last_ = now;
+    const double seconds = std::max(1e-6, absl::ToDoubleSeconds(now - start_));
+    const double rate = done / seconds;
+    const int width = 30;
+    const int filled = total == 0 ? width : static_cast<int>(width * double(done) / total);
+    std::string eta = "--:--";
+    if (rate > 0 && total >= done) {
+      const int64_t left = static_cast<int64_t>((total - done) / rate);
+      eta = absl::StrFormat("%d:%02d", left / 60, left % 60);
+    }
+    std::fprintf(stderr, "\r[%s%s] %s / %s  %s/s  ETA %s   ", std::string(filled, '#').c_str(),
+                 std::string(width - filled, ' ').c_str(), HumanBytes(done).c_str(),
+                 HumanBytes(total).c_str(), HumanBytes(rate).c_str(), eta.c_str());
+    drawn_ = true;
+  }
+  ~ProgressBar() {
+    if (drawn_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  absl::Time start_ = absl::Now();
+  absl::Time last_ = absl::InfinitePast();
+  bool drawn_ = false;
+};
+
+int RunPull(const ParsedArgs& args) {
+  // `pull MODEL -o FILE`: the parser keeps "-o" as a positional.
+  std::string output = args.Get("output").value_or("");
+  std::vector<std::string> positional = args.positional;
+  if (positional.size() == 3 && positional[1] == "-o") {
+    output = positional[2];
+    positional.resize(1);
+  }
+  if (positional.size() != 1 || output.empty()) {
+    return Fail("usage: weightctl pull MODEL -o FILE (see weightctl pull --help)", 2);
+  }
+  absl::StatusOr<int64_t> version = VersionFlag(args);
+  if (!version.ok()) return Fail(version.status().message(), 2);
+  absl::StatusOr<RuleSet> rules = RulesFromFlags(args);
+  if (!rules.ok()) return Fail(rules.status().message(), 2);
+
+  FetchOptions options;
+  options.version = *version;
+  options.select = args.Get("select").value_or("");
+  options.rules = *rules;
+  if (std::optional<std::string> dtype = args.Get("dtype")) {
+    absl::StatusOr<DType> parsed = ParseDType(*dtype);
+    if (!parsed.ok()) return Fail(parsed.status().message(), 2);
+    options.dtype = *parsed;
+  }
+  std::unique_ptr<ProgressBar> bar;
+  if (isatty(STDERR_FILENO) && !args.Has("quiet")) {
+    bar = std::make_unique<ProgressBar>();
+    options.progress = [&bar](uint64_t done, uint64_t total) { bar->Update(done, total); };
+  }
+  std::unique_ptr<Client> client = MakeClient(args);
+  absl::StatusOr<TensorMap> tensors = client->Fetch(positional[0], options);
+  bar.reset();
+  if (!tensors.ok()) {
+    return Fail(Failure(tensors.status(), client->options().target),
+                absl::IsInvalidArgument(tensors.status()) ? 2 : 1);
+  }
+
+  // The fetched tensors become a core state dict over their own memory.
+  StateDict state_dict;
+  uint64_t bytes = 0;
+  for (const auto& item : *tensors) {
+    auto keep = std::make_shared<torch::Tensor>(item.value().contiguous());
+    absl::StatusOr<DType> dtype = FromScalarType(keep->scalar_type());
+    if (!dtype.ok()) return Fail(dtype.status().message());
+    const uint64_t nbytes = keep->nbytes();
+    auto storage = std::make_shared<Storage>();
+    storage->dtype = *dtype;
+    storage->buffer = Buffer::Borrow(static_cast<const uint8_t*>(keep->data_ptr()), nbytes, keep);
+    storage->data = storage->buffer->data();
+    storage->nbytes = nbytes;
+    storage->key = item.key();
+    TensorRecord record;
+    record.dtype = *dtype;
+    record.shape = keep->sizes().vec();
+    record.strides = ContiguousStrides(record.shape);
+    record.storage = std::move(storage);
+    state_dict.emplace_back(item.key(), std::move(record));
+    bytes += nbytes;
+  }
+  absl::Status written = WriteCheckpoint(output, state_dict);
+  if (!written.ok()) return Fail(written.message());
+  std::cerr << "wrote " << output << ": " << state_dict.size() << " tensors, "
+            << HumanBytes(bytes) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+Command ListCommand() {
+  Command c;
+  c.name = "list";
+  c.usage = "list [--server HOST:PORT] [--json]";
+  c.summary = "Lists the server's models and versions: state, format, tensors, size, cache tier.";
+  c.flags = {kServerFlag, {"json", false, "prints one JSON array of models"}};
+  c.run = RunList;
+  return c;
+}
+
+Command ManifestCommand() {
+  Command c;
+  c.name = "manifest";
+  c.usage = "manifest MODEL [--server HOST:PORT] [--version N] [--select P] [--json]";
+  c.summary = "Lists a served model's tensors (name, dtype, shape, bytes, checksum) and metadata.";
+  c.flags = {kServerFlag,
+             {"version", true, "N  version (default: newest)"},
+             {"select", true, "PATH  state dict inside the checkpoint (default: automatic)"},
+             {"json", false, "prints one JSON object"}};
+  c.min_positional = c.max_positional = 1;
+  c.run = RunManifest;
+  return c;
+}
+
+Command PullCommand() {
+  Command c;
+  c.name = "pull";
+  c.usage =
+      "pull MODEL -o FILE [--server HOST:PORT] [--version N] [--select P] [--dtype D] "
+      "[--strip-prefix P]... [--add-prefix P]... [--rename PATTERN=REPLACEMENT]... "
+      "[--include RE]... [--exclude RE]...";
+  c.summary =
+      "Downloads a served model's state dict into FILE (.safetensors, or .pt/.pth/.bin as "
+      "torch.save writes it), renamed by the rules. A progress bar shows on a terminal.";
+  c.flags = {kServerFlag,
+             {"output", true, "FILE  same as -o FILE"},
+             {"version", true, "N  version (default: newest)"},
+             {"select", true, "PATH  state dict inside the checkpoint (default: automatic)"},
+             {"dtype", true, "D  cast on the server before sending (float16, bfloat16...)"},
+             {"quiet", false, "no progress bar"}};
+  for (FlagSpec& f : RuleFlagSpecs(/*with_auto=*/false)) c.flags.push_back(std::move(f));
+  c.min_positional = 1;
+  c.max_positional = 3;
+  c.run = RunPull;
+  return c;
+}
+
+}  // namespace weightd::cli
