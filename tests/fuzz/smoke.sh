@@ -14,8 +14,14 @@ cmake --build "$build" -j "$(nproc)"
 seeds="$build/seeds"
 /usr/bin/python3 tests/fuzz/make_seeds.py "$seeds"
 
+fuzzers=("$build"/tests/fuzz/*_fuzzer)
+if [ ! -x "${fuzzers[0]}" ]; then
+  echo "no fuzz targets were built in $build/tests/fuzz" >&2
+  exit 1
+fi
+
 status=0
-for fuzzer in "$build"/tests/fuzz/*_fuzzer; do
+for fuzzer in "${fuzzers[@]}"; do
   name=$(basename "$fuzzer" _fuzzer)
   corpus="$build/corpus/$name"
   mkdir -p "$corpus"
