@@ -17,7 +17,8 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/core/checkpoint ${PROJECT_SOURCE_DIR}/co
 
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/weightdConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/weightdConfig.cmake
-  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/weightd)
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/weightd
+  PATH_VARS CMAKE_INSTALL_INCLUDEDIR CMAKE_INSTALL_LIBDIR)
 write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/weightdConfigVersion.cmake
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/weightdConfig.cmake
