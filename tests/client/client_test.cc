@@ -282,6 +282,14 @@ TEST_F(ClientTest, FetchCastsOnTheServer) {
   EXPECT_EQ((*tensors)["fc1.weight"].scalar_type(), torch::kFloat16);
 }
 
+TEST_F(ClientTest, DnsTargetWithRoundRobinReachesTheServer) {
+  ClientOptions options;
+  options.target = absl::StrCat("dns:///127.0.0.1:", server_->port());
+  options.load_balancing_policy = "round_robin";
+  Client client(options);
+  EXPECT_TRUE(client.ListModels().ok());
+}
+
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

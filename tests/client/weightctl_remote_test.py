@@ -78,6 +78,27 @@ class RemoteTest(unittest.TestCase):
             self.assertEqual(got[k].dtype, v.dtype, k)
             self.assertTrue(torch.equal(got[k], v), k)
 
+    def test_pull_draws_a_progress_bar_on_a_terminal(self):
+        import pty
+        master, slave = pty.openpty()
+        out = os.path.join(self.tmp.name, "tty.pt")
+        r = subprocess.run([WEIGHTCTL, "pull", "lenet", "-o", out, "--server", self.server],
+                           stdout=subprocess.PIPE, stderr=slave, timeout=120)
+        os.close(slave)
+        drawn = b""
+        try:
+            while True:
+                chunk = os.read(master, 65536)
+                if not chunk:
+                    break
+                drawn += chunk
+        except OSError:
+            pass  # EIO: the pty's other end is closed
+        os.close(master)
+        self.assertEqual(r.returncode, 0, drawn)
+        self.assertIn(b"\r[", drawn)
+        self.assertRegex(drawn, rb"KiB / [0-9.]+ KiB .*/s  ETA \d+:\d\d")
+
     def test_pull_with_rules_and_dtype_to_safetensors(self):
         out = os.path.join(self.tmp.name, "fc.safetensors")
         self.ctl("pull", "lenet_ddp", "--output", out, "--include", r"^module\.fc",
