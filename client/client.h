@@ -136,6 +136,9 @@ struct LoadOptions : MatchSpec {
   // place as they arrive (peak extra memory: a few chunks).
   bool staged = false;
   uint32_t chunk_bytes = 0;  // 0: the server's default (1 MiB)
+  // Called on the loading thread after each chunk with (bytes received,
+  // bytes the load will receive in all).
+  std::function<void(uint64_t, uint64_t)> progress;
 };
 
 // What a load did. After a failure, `written` says which parameters and

@@ -35,9 +35,9 @@ using client_internal::FetchSink;
 
 class LoadSink : public FetchSink {
  public:
-  LoadSink(const LoadOptions& options, absl::flat_hash_map<std::string, torch::Tensor> targets,
-           LoadReport* report)
-      : options_(options), targets_(std::move(targets)), report_(report) {}
+  LoadSink(const LoadOptions& options, std::optional<DType> cast,
+           absl::flat_hash_map<std::string, torch::Tensor> targets, LoadReport* report)
+      : options_(options), cast_(cast), targets_(std::move(targets)), report_(report) {}
 
   absl::Status OnReport(const v1::MatchReport& proto) override {
     WEIGHTD_ASSIGN_OR_RETURN(MatchReport report, client_internal::FromProto(proto));
@@ -48,6 +48,11 @@ class LoadSink : public FetchSink {
     report_->inferred_rules = std::move(report.inferred_rules);
     report_->errors = std::move(report.errors);
     expected_tensors_ = report.matched.size();
+    total_bytes_ = 0;
+    for (const MatchedPair& m : report.matched) {
+      const uint64_t size = DTypeSize(cast_.value_or(m.source_dtype));
+      total_bytes_ += size == 0 ? 0 : m.bytes / DTypeSize(m.source_dtype) * size;
+    }
     return absl::OkStatus();
   }
 
@@ -86,6 +91,7 @@ class LoadSink : public FetchSink {
 
   absl::Status OnChunk(absl::string_view data, uint64_t offset) override {
     report_->bytes += data.size();
+    if (options_.progress) options_.progress(report_->bytes, total_bytes_);
     if (direct_) {
       std::memcpy(static_cast<char*>(work_.data_ptr()) + offset, data.data(), data.size());
       return absl::OkStatus();
@@ -169,6 +175,8 @@ class LoadSink : public FetchSink {
   }
 
   const LoadOptions& options_;
+  const std::optional<DType> cast_;  // what the server casts to, if anything
+  uint64_t total_bytes_ = 0;
   absl::flat_hash_map<std::string, torch::Tensor> targets_;
   LoadReport* report_;
   size_t expected_tensors_ = 0;
@@ -255,7 +263,7 @@ absl::Status Client::Load(torch::nn::Module& module, const std::string& model,
 
   torch::NoGradGuard no_grad;
   const bool cuda = AnyCuda(targets);
-  LoadSink sink(options, std::move(targets), report);
+  LoadSink sink(options, cast, std::move(targets), report);
   absl::Status status = client_internal::RunFetch(impl_->stub.get(), options_, request, &sink);
   if (status.ok()) status = sink.Commit();
   if (cuda) torch::cuda::synchronize();

@@ -25,8 +25,8 @@ TEST_F(ClientTest, ListModelsNamesEveryModelOfTheRepository) {
   ASSERT_TRUE(models.ok()) << models.status();
   std::vector<std::string> names;
   for (const ModelInfo& m : *models) names.push_back(m.name);
-  EXPECT_THAT(names, UnorderedElementsAre("classifier", "lenet", "lenet_ddp", "lenet_half",
-                                          "lenet_head100", "nan"));
+  EXPECT_THAT(names, UnorderedElementsAre("big", "classifier", "lenet", "lenet_ddp",
+                                          "lenet_half", "lenet_head100", "nan"));
 }
 
 TEST_F(ClientTest, GetManifestListsTensorsInCheckpointOrder) {
@@ -225,6 +225,41 @@ TEST_F(ClientTest, StagedLoadLeavesModuleUntouchedWhenServerFailsMidStream) {
   EXPECT_THAT(status.message(), HasSubstr("staged load: the module was not changed"));
   EXPECT_THAT(report.written, IsEmpty());
   EXPECT_TRUE(torch::equal(module.a, torch::zeros({4})));
+}
+
+// The "big" model: four 1024 x 2048 float32 parameters.
+struct FourMatrices : torch::nn::Module {
+  FourMatrices() {
+    for (const char* name : {"a", "b", "c", "d"}) {
+      register_parameter(name, torch::zeros({1024, 2048}));
+    }
+  }
+};
+
+TEST_F(ClientTest, ServerShutDownMidStreamGivesAClearErrorAndSaysWhatWasWritten) {
+  FourMatrices module;
+  LoadOptions options;
+  std::thread shutdown;
+  uint64_t last_total = 0;
+  options.progress = [&](uint64_t done, uint64_t total) {
+    last_total = total;
+    // Once "a" (8 MiB) is in.
+    if (done > (8u << 20) && !shutdown.joinable()) {
+      shutdown = std::thread([this] { server_->Shutdown(absl::ZeroDuration()); });
+      shutdown.join();
+    }
+  };
+  LoadReport report;
+  absl::Status status = client_->Load(module, "big", options, &report);
+  ASSERT_FALSE(status.ok());
+  EXPECT_TRUE(absl::IsUnavailable(status) || absl::IsCancelled(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("tensors were written before the failure: a"));
+  ASSERT_GE(report.written.size(), 1);
+  EXPECT_LT(report.written.size(), 4);
+  EXPECT_EQ(last_total, 32u << 20);
+  const torch::Tensor a = module.named_parameters()["a"];
+  EXPECT_NE(a.abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(module.named_parameters()["d"].abs().sum().item<float>(), 0.0f);
 }
 
 TEST_F(ClientTest, StagedLoadCommitsOnSuccess) {

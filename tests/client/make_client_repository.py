@@ -85,6 +85,10 @@ def main():
     save("nan", {"a": torch.tensor([1.5, -2.5, 3.0, 4.0]),
                  "b": torch.tensor([1.0, math.nan, 2.0, 3.0])})
 
+    # Bigger than the transport's buffers, so a server shut down after the
+    # first tensor really cuts the stream: 4 x 8 MiB.
+    save("big", {name: torch.randn(1024, 2048) for name in ("a", "b", "c", "d")})
+
     # What examples/trainer loads: a training checkpoint of the tutorial's
     # LeNet (no BatchNorm), as examples/make_repository.py writes it.
     class TutorialLeNet(torch.nn.Module):

@@ -51,7 +51,7 @@ class RemoteTest(unittest.TestCase):
     def test_list_names_every_model(self):
         models = json.loads(self.ctl("list", "--json").stdout)
         self.assertEqual(sorted(m["name"] for m in models),
-                         ["classifier", "lenet", "lenet_ddp", "lenet_half", "lenet_head100", "nan"])
+                         ["big", "classifier", "lenet", "lenet_ddp", "lenet_half", "lenet_head100", "nan"])
         table = self.ctl("list").stdout
         self.assertIn("lenet_half", table)
 
