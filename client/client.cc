@@ -287,7 +287,7 @@ absl::StatusOr<TensorMap> Client::Fetch(const std::string& model, const FetchOpt
   TensorMap out;
   const bool rename = !options.rules.rules.empty();
   FetchIntoMap sink(options, rename ? &rules : nullptr, &out);
-  absl::Status status = RunFetch(impl_->channel.get(), options_, request, &sink);
+  absl::Status status = RunFetch(impl_->stub.get(), options_, request, &sink);
   if (!options.device.is_cpu() && options.device.is_cuda() && torch::cuda::is_available()) {
     torch::cuda::synchronize();
   }

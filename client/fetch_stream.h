@@ -32,7 +32,7 @@ class FetchSink {
 // Runs `request` to its end. The stream's own error status is returned as
 // the server gave it; a broken stream (bad order, short tensor, checksum
 // mismatch) is DataLoss naming the tensor.
-absl::Status RunFetch(grpc::ChannelInterface* channel, const ClientOptions& options,
+absl::Status RunFetch(v1::WeightService::Stub* stub, const ClientOptions& options,
                       const v1::FetchRequest& request, FetchSink* sink);
 
 // Calls `attempt(&retryable)` until it succeeds, fails with something other

@@ -264,7 +264,7 @@ absl::Status Client::Load(torch::nn::Module& module, const std::string& model,
   torch::NoGradGuard no_grad;
   const bool cuda = AnyCuda(targets);
   LoadSink sink(options, cast, std::move(targets), report);
-  absl::Status status = client_internal::RunFetch(impl_->channel.get(), options_, request, &sink);
+  absl::Status status = client_internal::RunFetch(impl_->stub.get(), options_, request, &sink);
   if (status.ok()) status = sink.Commit();
   if (cuda) torch::cuda::synchronize();
   report->seconds = absl::ToDoubleSeconds(absl::Now() - start);
