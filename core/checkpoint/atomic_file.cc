@@ -9,33 +9,13 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "core/util/errno_status.h"
 
 namespace weightd {
-namespace {
-
-absl::Status ErrnoError(absl::string_view path, absl::string_view what, int err) {
-  std::string message = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::PermissionDeniedError(message);
-    case ENOSPC:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::UnavailableError(message);
-  }
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::Create(const std::string& path) {
   std::string tmp = absl::StrCat(path, ".tmp-XXXXXX");
   int fd = mkstemp(tmp.data());
-  if (fd < 0) return ErrnoError(path, "cannot create temporary file", errno);
+  if (fd < 0) return ErrnoStatus(path, "cannot create temporary file", errno);
   fchmod(fd, 0644);
   return std::unique_ptr<AtomicFile>(new AtomicFile(path, tmp, fd));
 }
@@ -57,7 +37,7 @@ absl::Status AtomicFile::Write(absl::Span<const uint8_t> bytes) {
     ssize_t n = ::write(fd_, p, left);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoError(path_, "write failed", errno);
+      return ErrnoStatus(path_, "write failed", errno);
     }
     p += n;
     left -= static_cast<size_t>(n);
@@ -67,14 +47,14 @@ absl::Status AtomicFile::Write(absl::Span<const uint8_t> bytes) {
 }
 
 absl::Status AtomicFile::Commit() {
-  if (fsync(fd_) != 0) return ErrnoError(path_, "fsync failed", errno);
+  if (fsync(fd_) != 0) return ErrnoStatus(path_, "fsync failed", errno);
   if (close(fd_) != 0) {
     fd_ = -1;
-    return ErrnoError(path_, "close failed", errno);
+    return ErrnoStatus(path_, "close failed", errno);
   }
   fd_ = -1;
   if (rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    return ErrnoError(path_, "rename failed", errno);
+    return ErrnoStatus(path_, "rename failed", errno);
   }
   committed_ = true;
   return absl::OkStatus();

@@ -10,25 +10,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/util/errno_status.h"
 
 namespace weightd {
-namespace {
-
-absl::Status ErrnoStatus(const std::string& path, absl::string_view what, int err) {
-  std::string message = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
-    default:
-      return absl::UnavailableError(message);
-  }
-}
-
-}  // namespace
-
 absl::StatusOr<std::shared_ptr<const Buffer>> Buffer::MapFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(path, "open", errno);
