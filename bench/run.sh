@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# bench/run.sh: weightd against the physical limit (iperf3 over loopback) and
+# against what users do today (torch.load + load_state_dict, HTTP + torch.load),
+# side by side in one run on one machine. See bench/RESULTS.md.
+#
+#   bench/run.sh [BUILD_DIR]      (default build-bench; builds what it needs)
+#
+# Env: PY (python with torch; default /usr/bin/python3), ITERS (default 3),
+# CLIENTS (default 16), WORK (scratch dir; default a fresh mktemp -d).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="${1:-$ROOT/build-bench}"
+PY="${PY:-/usr/bin/python3}"
+ITERS="${ITERS:-3}"
+CLIENTS="${CLIENTS:-16}"
+WORK="${WORK:-$(mktemp -d /tmp/weightd-bench.XXXXXX)}"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+if [[ ! -f "$BUILD/build.ninja" ]]; then
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build "$BUILD" --target weightd weightctl load_bench -j"$(nproc)" >/dev/null
+WEIGHTD="$BUILD/server/weightd"
+WEIGHTCTL="$BUILD/client/weightctl"
+LOADBENCH="$BUILD/bench/load_bench"
+
+if ! command -v iperf3 >/dev/null; then
+  echo "installing iperf3 (apt-get)" >&2
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null 2>&1 ||
+    { $SUDO apt-get update -qq >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null; }
+fi
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)," \
+  "$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')"
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "work dir: $WORK"
+
+# ---------------------------------------------------------------- the data
+mkdir -p "$WORK/repo/big/1" "$WORK/repo/resnet50/1" "$WORK/http"
+"$PY" - "$WORK" <<'EOF'
+import sys, os, torch, torchvision
+work = sys.argv[1]
+torch.manual_seed(0)
+big = f"{work}/repo/big/1/model.pt"
+if not os.path.exists(big):
+    sd = {f"layers.{i}.weight": torch.randn(1024, 1024) for i in range(256)}
+    torch.save(sd, big)
+rn = f"{work}/repo/resnet50/1/model.pt"
+if not os.path.exists(rn):
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), rn)
+EOF
+ln -sf "$WORK/repo/big/1/model.pt" "$WORK/http/big.pt"
+ln -sf "$WORK/repo/resnet50/1/model.pt" "$WORK/http/resnet50.pt"
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --------------------------------------------------------------- servers
+"$WEIGHTD" --repository "$WORK/repo" --listen 127.0.0.1:0 >"$WORK/weightd.out" 2>"$WORK/weightd.err" &
+WPID=$!; PIDS+=("$WPID")
+for _ in $(seq 100); do grep -q "listening on" "$WORK/weightd.out" 2>/dev/null && break; sleep 0.1; done
+TARGET="$(sed -n 's/^listening on //p' "$WORK/weightd.out" | head -1)"
+[[ -n "$TARGET" ]] || { echo "weightd did not start:"; cat "$WORK/weightd.err"; exit 1; }
+
+HTTP_PORT="$(free_port)"
+(cd "$WORK/http" && exec "$PY" -m http.server "$HTTP_PORT" --bind 127.0.0.1) >/dev/null 2>&1 &
+PIDS+=("$!")
+IPERF_PORT="$(free_port)"
+iperf3 -s -p "$IPERF_PORT" >/dev/null 2>&1 &
+PIDS+=("$!")
+sleep 1
+
+# ------------------------------------------------------------- measurements
+declare -A SEC BYTES
+# iperf3: single stream, 5 s, receiver's rate.
+IPERF_BPS="$(iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -t 5 -J |
+  "$PY" -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8)')"
+
+for M in big resnet50; do
+  # Python: local torch.load (page cache warm: one untimed pass first) +
+  # load_state_dict, and HTTP GET + torch.load from the bytes.
+  PYOUT="$("$PY" - "$WORK" "$M" "$HTTP_PORT" "$ITERS" <<'EOF'
+import io, sys, time, urllib.request, torch, torchvision
+work, m, port, iters = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+path = f"{work}/repo/{m}/1/model.pt"
+torch.set_num_threads(1)
+sd = torch.load(path)
+if m == "resnet50":
+    mod = torchvision.models.resnet50(weights=None)
+else:
+    mod = torch.nn.Module()
+    layers = torch.nn.ModuleList()
+    for _ in range(256):
+        l = torch.nn.Module(); l.weight = torch.nn.Parameter(torch.zeros(1024, 1024)); layers.append(l)
+    mod.layers = layers
+nbytes = sum(t.numel() * t.element_size() for t in sd.values())
+def best(f):
+    b = 1e30
+    for _ in range(iters):
+        t0 = time.perf_counter(); f(); b = min(b, time.perf_counter() - t0)
+    return b
+def local():
+    mod.load_state_dict(torch.load(path))
+def http():
+    data = urllib.request.urlopen(f"http://127.0.0.1:{port}/{m}.pt").read()
+    mod.load_state_dict(torch.load(io.BytesIO(data)))
+print("bytes", nbytes)
+print("torch_load", best(local))
+print("http_torch_load", best(http))
+EOF
+)"
+  BYTES[$M]="$(awk '$1=="bytes"{print $2}' <<<"$PYOUT")"
+  SEC[$M,torch]="$(awk '$1=="torch_load"{print $2}' <<<"$PYOUT")"
+  SEC[$M,http]="$(awk '$1=="http_torch_load"{print $2}' <<<"$PYOUT")"
+
+  EXTRA=()
+  [[ "$M" == big ]] && EXTRA=(--clients "$CLIENTS" --server_pid "$WPID")
+  LB="$("$LOADBENCH" --target "$TARGET" --model "$M" --iters "$ITERS" "${EXTRA[@]}")"
+  echo "$LB" | sed "s/^RESULT /  load_bench[$M] /"
+  r() { awk -v k="$1" '$1=="RESULT" && $2==k{print $3}' <<<"$LB"; }
+  SEC[$M,load]="$(r load_best_s)"
+  SEC[$M,fetch]="$(r fetch_full_s)"
+  SEC[$M,part]="$(r fetch_part_s)"
+  if [[ "$M" == big ]]; then
+    CONC_S="$(r concurrent_s)"; CONC_FAIL="$(r concurrent_failures)"
+    RSS_BEFORE="$(r rss_before_kib)"; RSS_PEAK="$(r rss_peak_kib)"; RSS_AFTER="$(r rss_after_kib)"
+  fi
+
+  # weightctl pull: server -> local .pt file (best of ITERS).
+  B=1e30
+  for _ in $(seq "$ITERS"); do
+    rm -f "$WORK/pull.pt"
+    T0=$(date +%s.%N)
+    "$WEIGHTCTL" pull "$M" -o "$WORK/pull.pt" --server "$TARGET" >/dev/null 2>&1
+    T1=$(date +%s.%N)
+    B=$(awk -v a="$T0" -v b="$T1" -v c="$B" 'BEGIN{d=b-a; print (d<c)?d:c}')
+  done
+  SEC[$M,pull]="$B"
+  rm -f "$WORK/pull.pt"
+done
+
+# ------------------------------------------------------------------- table
+echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'iperf3 single TCP stream over loopback: %.2f GB/s\n\n' "$(awk -v b="$IPERF_BPS" 'BEGIN{print b/1e9}')"
+printf '| %-8s | %-40s | %8s | %7s | %9s |\n' model case seconds GB/s "x iperf3"
+printf '|%s|%s|%s|%s|%s|\n' ---------- ------------------------------------------ ---------- --------- -----------
+for M in big resnet50; do
+  for C in torch http load fetch part pull; do
+    case $C in
+      torch) NAME="torch.load (warm cache) + load_state_dict";;
+      http)  NAME="HTTP GET (loopback) + torch.load + lsd";;
+      load)  NAME="weightd Client::Load into module";;
+      fetch) NAME="weightd Client::Fetch (all keys)";;
+      part)  NAME="weightd Client::Fetch (10% of keys)";;
+      pull)  NAME="weightctl pull -o FILE";;
+    esac
+    S="${SEC[$M,$C]}"
+    if [[ $C == part ]]; then
+      # Rate and ratio of a partial fetch are meaningless; cost vs full instead.
+      printf '| %-8s | %-40s | %8.3f | %7s | %9s |\n' "$M" "$NAME" "$S" "-" \
+        "$(awk -v p="$S" -v f="${SEC[$M,fetch]}" 'BEGIN{printf "%.0f%% of full", 100*p/f}')"
+      continue
+    fi
+    awk -v m="$M" -v n="$NAME" -v s="$S" -v b="${BYTES[$M]}" -v i="$IPERF_BPS" \
+      'BEGIN{printf "| %-8s | %-40s | %8.3f | %7.2f | %9.2f |\n", m, n, s, b/s/1e9, (b/s)/i}'
+  done
+done
+echo
+awk -v t="${SEC[big,torch]}" -v l="${SEC[big,load]}" \
+  'BEGIN{printf "1 GiB: Client::Load is %.2fx faster than torch.load + load_state_dict\n", t/l}'
+printf '%s concurrent clients (1 GiB model, cached): %.2f s, %s failures; server VmRSS before %d MiB, peak %d MiB, after %d MiB (peak growth %d MiB)\n' \
+  "$CLIENTS" "$CONC_S" "${CONC_FAIL%.*}" "$((${RSS_BEFORE%.*} / 1024))" "$((${RSS_PEAK%.*} / 1024))" \
+  "$((${RSS_AFTER%.*} / 1024))" "$(((${RSS_PEAK%.*} - ${RSS_BEFORE%.*}) / 1024))"
