@@ -78,8 +78,7 @@ class TokenInterceptor final : public grpc::experimental::Interceptor {
   const std::string* const header_;
 };
 
-class TokenInterceptorFactory final
-    : public grpc::experimental::ClientInterceptorFactoryInterface {
+class TokenInterceptorFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
  public:
   explicit TokenInterceptorFactory(std::string token) : header_("Bearer " + token) {}
   grpc::experimental::Interceptor* CreateClientInterceptor(
@@ -118,10 +117,10 @@ Client::Client(ClientOptions options) : options_(std::move(options)), impl_(new 
   const int backoff_ms = static_cast<int>(absl::ToInt64Milliseconds(options_.initial_backoff));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::max(backoff_ms, 1));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::max(backoff_ms, 1));
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-              static_cast<int>(std::max<int64_t>(absl::ToInt64Milliseconds(options_.max_backoff), 1)));
-  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
-      interceptors;
+  args.SetInt(
+      GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+      static_cast<int>(std::max<int64_t>(absl::ToInt64Milliseconds(options_.max_backoff), 1)));
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   if (!options_.token.empty()) {
     interceptors.push_back(std::make_unique<TokenInterceptorFactory>(options_.token));
   }
@@ -180,9 +179,8 @@ absl::StatusOr<MatchReport> Client::Match(const std::string& model,
   return FromProto(response);
 }
 
-absl::StatusOr<MatchReport> Client::Match(const torch::nn::Module& module,
-                                          const std::string& model, const MatchSpec& spec,
-                                          int64_t* version) {
+absl::StatusOr<MatchReport> Client::Match(const torch::nn::Module& module, const std::string& model,
+                                          const MatchSpec& spec, int64_t* version) {
   WEIGHTD_ASSIGN_OR_RETURN(std::vector<TensorEntry> target, ModuleEntries(module));
   return Match(model, target, spec, version);
 }
@@ -212,9 +210,8 @@ class FetchIntoMap : public client_internal::FetchSink {
       WEIGHTD_ASSIGN_OR_RETURN(name_, rules_->Apply(header.name()));
     }
     if (out_->contains(name_)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the rules rename two tensors to ", name_, " (one is ", header.source(),
-                       ")"));
+      return absl::InvalidArgumentError(absl::StrCat("the rules rename two tensors to ", name_,
+                                                     " (one is ", header.source(), ")"));
     }
     const bool pin = !options_.device.is_cpu() && torch::cuda::is_available();
     current_ = torch::empty(std::vector<int64_t>(header.shape().begin(), header.shape().end()),

@@ -164,7 +164,7 @@ struct FetchOptions {
   // include/exclude select source names, the rewriting rules rename them
   // (applied here; ignore_* and auto_prefix do not apply without a target).
   RuleSet rules;
-  std::optional<DType> dtype;         // cast on the server; unset: as stored
+  std::optional<DType> dtype;          // cast on the server; unset: as stored
   torch::Device device = torch::kCPU;  // like torch.load's map_location
   uint32_t chunk_bytes = 0;
   // Called after each chunk with (bytes so far, total bytes of the fetch).
@@ -189,9 +189,8 @@ class Client {
 
   // Dry run: the report a load of `target` would get; no tensor bytes move.
   // `*version`, when given, receives the version matched against.
-  absl::StatusOr<MatchReport> Match(const std::string& model,
-                                    absl::Span<const TensorEntry> target, const MatchSpec& spec,
-                                    int64_t* version = nullptr);
+  absl::StatusOr<MatchReport> Match(const std::string& model, absl::Span<const TensorEntry> target,
+                                    const MatchSpec& spec, int64_t* version = nullptr);
   absl::StatusOr<MatchReport> Match(const torch::nn::Module& module, const std::string& model,
                                     const MatchSpec& spec, int64_t* version = nullptr);
 
@@ -204,8 +203,8 @@ class Client {
   absl::StatusOr<LoadReport> Load(torch::nn::Module& module, const std::string& model,
                                   const LoadOptions& options = {});
   // Same, and `*report` is filled on failure too (`written`, `errors`).
-  absl::Status Load(torch::nn::Module& module, const std::string& model,
-                    const LoadOptions& options, LoadReport* report);
+  absl::Status Load(torch::nn::Module& module, const std::string& model, const LoadOptions& options,
+                    LoadReport* report);
 
  private:
   struct Impl;

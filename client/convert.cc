@@ -11,8 +11,8 @@ namespace weightd::client_internal {
 namespace {
 
 // Both follow google.rpc.Code, so the numbers convert one to one.
-#define WEIGHTD_SAME_CODE(absl_code, grpc_code)                   \
-  static_assert(static_cast<int>(absl::StatusCode::absl_code) == \
+#define WEIGHTD_SAME_CODE(absl_code, grpc_code)                    \
+  static_assert(static_cast<int>(absl::StatusCode::absl_code) ==   \
                     static_cast<int>(grpc::StatusCode::grpc_code), \
                 "absl and gRPC status codes differ: " #absl_code)
 WEIGHTD_SAME_CODE(kOk, OK);
@@ -129,8 +129,8 @@ absl::StatusOr<MatchReport> FromProto(const v1::MatchReport& report) {
   out.missing_keys.assign(report.missing_keys().begin(), report.missing_keys().end());
   out.unexpected_keys.assign(report.unexpected_keys().begin(), report.unexpected_keys().end());
   for (const v1::MismatchedTensor& m : report.mismatched()) {
-    out.mismatched.push_back({m.key(), m.source(), Shape(m.source_shape()),
-                              Shape(m.target_shape())});
+    out.mismatched.push_back(
+        {m.key(), m.source(), Shape(m.source_shape()), Shape(m.target_shape())});
   }
   for (const std::string& text : report.inferred_rules()) {
     RuleSet parsed;

@@ -51,10 +51,9 @@ class StreamReader {
 
  private:
   absl::Status Broken(absl::string_view why) const {
-    return absl::DataLossError(
-        absl::StrCat("Fetch stream broken", in_tensor_ ? absl::StrCat(" at tensor ", header_.name())
-                                                      : std::string(),
-                     ": ", why));
+    return absl::DataLossError(absl::StrCat(
+        "Fetch stream broken",
+        in_tensor_ ? absl::StrCat(" at tensor ", header_.name()) : std::string(), ": ", why));
   }
 
   absl::Status BeginTensor(const v1::TensorHeader& header) {
@@ -67,8 +66,7 @@ class StreamReader {
     if (!dtype.ok()) return Broken(absl::StrCat("unknown dtype \"", header.dtype(), "\""));
     std::vector<int64_t> shape(header.shape().begin(), header.shape().end());
     absl::StatusOr<int64_t> numel = CheckedNumel(shape);
-    if (!numel.ok() ||
-        static_cast<uint64_t>(*numel) * DTypeSize(*dtype) != header.nbytes()) {
+    if (!numel.ok() || static_cast<uint64_t>(*numel) * DTypeSize(*dtype) != header.nbytes()) {
       return Broken(absl::StrCat("nbytes ", header.nbytes(), " does not fit shape ",
                                  ShapeToString(shape), " of ", header.dtype()));
     }

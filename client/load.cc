@@ -131,8 +131,8 @@ class LoadSink : public FetchSink {
   // After the stream ended well.
   absl::Status Commit() {
     if (received_tensors_ != expected_tensors_) {
-      return absl::DataLossError(absl::StrCat("the stream ended after ", received_tensors_,
-                                              " of ", expected_tensors_, " tensors"));
+      return absl::DataLossError(absl::StrCat("the stream ended after ", received_tensors_, " of ",
+                                              expected_tensors_, " tensors"));
     }
     if (!options_.staged) return absl::OkStatus();
     return Torch([&] {
@@ -204,8 +204,8 @@ class LoadSink : public FetchSink {
 std::string DescribeWritten(const LoadReport& report, size_t expected, bool staged) {
   if (staged && report.written.empty()) return "; staged load: the module was not changed";
   if (report.written.empty()) return "; no tensor was written";
-  std::vector<std::string> shown(report.written.begin(),
-                                 report.written.begin() + std::min<size_t>(8, report.written.size()));
+  std::vector<std::string> shown(
+      report.written.begin(), report.written.begin() + std::min<size_t>(8, report.written.size()));
   return absl::StrCat("; ", report.written.size(), " of ", expected,
                       " tensors were written before the failure: ", absl::StrJoin(shown, ", "),
                       report.written.size() > shown.size() ? ", ..." : "");
@@ -269,10 +269,10 @@ absl::Status Client::Load(torch::nn::Module& module, const std::string& model,
   if (cuda) torch::cuda::synchronize();
   report->seconds = absl::ToDoubleSeconds(absl::Now() - start);
   if (!status.ok()) {
-    return absl::Status(status.code(),
-                        absl::StrCat(status.message(), DescribeWritten(*report,
-                                                                       sink.expected_tensors(),
-                                                                       options.staged)));
+    return absl::Status(
+        status.code(),
+        absl::StrCat(status.message(),
+                     DescribeWritten(*report, sink.expected_tensors(), options.staged)));
   }
   return absl::OkStatus();
 }

@@ -94,12 +94,12 @@ int RunList(const ParsedArgs& args) {
                                "FORMAT", "TENSORS", "SIZE", "CACHE");
   for (const ModelInfo& m : *models) {
     for (const ModelVersionInfo& v : m.versions) {
-      std::cout << absl::StrFormat(
-          "%-24s %7d  %-9s %-20s %8s %10s  %s%s\n", m.name, v.version, v.state,
-          v.format.empty() ? "-" : v.format,
-          v.tensor_count == 0 ? "-" : absl::StrCat(v.tensor_count),
-          v.bytes == 0 ? "-" : HumanBytes(v.bytes), v.cache_tier.empty() ? "-" : v.cache_tier,
-          v.reason.empty() ? "" : absl::StrCat("  (", v.reason, ")"));
+      std::cout << absl::StrFormat("%-24s %7d  %-9s %-20s %8s %10s  %s%s\n", m.name, v.version,
+                                   v.state, v.format.empty() ? "-" : v.format,
+                                   v.tensor_count == 0 ? "-" : absl::StrCat(v.tensor_count),
+                                   v.bytes == 0 ? "-" : HumanBytes(v.bytes),
+                                   v.cache_tier.empty() ? "-" : v.cache_tier,
+                                   v.reason.empty() ? "" : absl::StrCat("  (", v.reason, ")"));
     }
   }
   return 0;
@@ -123,10 +123,12 @@ int RunManifest(const ParsedArgs& args) {
                          {"nbytes", t.nbytes},
                          {"checksum", t.checksum}});
     }
-    Json out = {{"model", manifest->model},   {"version", manifest->version},
-                {"format", manifest->format}, {"select", manifest->select},
-                {"tensors", tensors},         {"metadata", Json::parse(manifest->metadata_json,
-                                                                       nullptr, false)}};
+    Json out = {{"model", manifest->model},
+                {"version", manifest->version},
+                {"format", manifest->format},
+                {"select", manifest->select},
+                {"tensors", tensors},
+                {"metadata", Json::parse(manifest->metadata_json, nullptr, false)}};
     std::cout << out.dump(-1, ' ', false, Json::error_handler_t::replace) << std::endl;
     return 0;
   }
@@ -273,8 +275,8 @@ int RunPull(const ParsedArgs& args) {
   }
   absl::Status written = WriteCheckpoint(output, state_dict);
   if (!written.ok()) return Fail(written.message());
-  std::cerr << "wrote " << output << ": " << state_dict.size() << " tensors, "
-            << HumanBytes(bytes) << "\n";
+  std::cerr << "wrote " << output << ": " << state_dict.size() << " tensors, " << HumanBytes(bytes)
+            << "\n";
   return 0;
 }
 

@@ -25,8 +25,8 @@ TEST_F(ClientTest, ListModelsNamesEveryModelOfTheRepository) {
   ASSERT_TRUE(models.ok()) << models.status();
   std::vector<std::string> names;
   for (const ModelInfo& m : *models) names.push_back(m.name);
-  EXPECT_THAT(names, UnorderedElementsAre("big", "classifier", "lenet", "lenet_ddp",
-                                          "lenet_half", "lenet_head100", "nan"));
+  EXPECT_THAT(names, UnorderedElementsAre("big", "classifier", "lenet", "lenet_ddp", "lenet_half",
+                                          "lenet_head100", "nan"));
 }
 
 TEST_F(ClientTest, GetManifestListsTensorsInCheckpointOrder) {
@@ -140,8 +140,8 @@ TEST_F(ClientTest, NonStrictLoadReportsMissingKeys) {
   options.exclude = {"^bn\\."};
   absl::StatusOr<LoadReport> report = client_->Load(*net, "lenet", options);
   ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_THAT(report->missing_keys, UnorderedElementsAre("bn.weight", "bn.bias",
-                                                         "bn.running_mean", "bn.running_var"));
+  EXPECT_THAT(report->missing_keys,
+              UnorderedElementsAre("bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"));
   EXPECT_EQ(report->tensors, 10);
 }
 
