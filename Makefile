@@ -5,7 +5,7 @@ CMAKE_FLAGS ?=
 REPOSITORY ?= examples/repository
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: deps build serve test fuzz-smoke clean
+.PHONY: deps build serve test fuzz-smoke sanitize clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -30,6 +30,13 @@ test: build fuzz-smoke
 # Builds the libFuzzer targets with clang and runs each for a short while.
 fuzz-smoke: deps
 	bash tests/fuzz/smoke.sh
+
+# The suite under ASan+UBSan+LSan (build-asan), then the server and
+# reliability tests under TSan (build-tsan); see tests/RELIABILITY.md. Not part
+# of `make test`: two more cold builds would take CI past its time budget.
+sanitize: deps
+	bash scripts/sanitize.sh asan
+	bash scripts/sanitize.sh tsan
 
 clean:
 	rm -rf $(BUILD) build-fuzz

@@ -1,0 +1,292 @@
+// Load test (issue 7): one in-process WeightServer on 127.0.0.1:0, N
+// concurrent Fetch streams of one cached model for a bounded time; a quarter
+// are cancelled at a random point, a quarter read slowly. Every completed
+// fetch is checked tensor by tensor against the manifest's xxh64 (itself
+// checked against what PyTorch wrote). Afterwards the server must answer
+// health and its RSS must be back within 10% of the warm baseline.
+//
+//   load_test [--seconds=20] [--streams=64] [--model=big]
+// Exit status 0 when nothing failed; the figures go to stdout.
+#include <grpcpp/grpcpp.h>
+#include <malloc.h>
+#include <xxhash.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "server/weight_server.h"
+#include "weightd/v1/weightd.grpc.pb.h"
+
+namespace weightd {
+namespace {
+
+struct Flags {
+  int seconds = 20;
+  int streams = 64;
+  std::string model = "big";
+  std::string data = WEIGHTD_SERVER_TEST_DATA;
+};
+
+struct Counters {
+  std::atomic<uint64_t> started{0};
+  std::atomic<uint64_t> verified{0};
+  std::atomic<uint64_t> cancelled{0};
+  std::atomic<uint64_t> slow{0};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> failures{0};
+};
+
+// Resident set size in bytes, from /proc/self/status.
+uint64_t VmRssBytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "VmRSS:")) return std::strtoull(line.c_str() + 6, nullptr, 10) << 10;
+  }
+  return 0;
+}
+
+std::string Hex(uint64_t v) { return absl::StrCat(absl::Hex(v, absl::kZeroPad16)); }
+
+void Fail(Counters& counters, const std::string& what) {
+  counters.failures++;
+  std::fprintf(stderr, "FAILURE: %s\n", what.c_str());
+}
+
+// One client: fetches the model in a loop until `deadline`.
+void Client(int id, v1::WeightService::Stub* stub, const Flags& flags,
+            const std::vector<std::string>& checksums,
+            std::chrono::steady_clock::time_point deadline, Counters& counters) {
+  std::mt19937 rng(id * 7919 + 17);
+  while (std::chrono::steady_clock::now() < deadline) {
+    counters.started++;
+    const bool cancel = rng() % 4 == 0;
+    const bool slow = rng() % 4 == 1;
+    // Cancel after this many messages; the stream has ~ bytes/chunk of them.
+    const int cancel_after = 1 + rng() % 64;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    v1::FetchRequest request;
+    request.set_model(flags.model);
+    request.set_chunk_bytes(4096u << (rng() % 5));  // 4 KiB .. 64 KiB
+    auto reader = stub->Fetch(&context, request);
+    v1::FetchResponse response;
+    std::vector<std::string> tensors;
+    int messages = 0;
+    bool sent_cancel = false;
+    while (reader->Read(&response)) {
+      ++messages;
+      if (response.has_header()) {
+        if (response.header().index() != tensors.size()) Fail(counters, "header out of order");
+        tensors.emplace_back();
+      } else if (response.has_chunk()) {
+        if (tensors.empty() || response.chunk().offset() != tensors.back().size()) {
+          Fail(counters, "chunk out of order");
+        } else {
+          tensors.back() += response.chunk().data();
+        }
+      }
+      if (slow) std::this_thread::sleep_for(std::chrono::microseconds(500 + rng() % 2000));
+      if (cancel && !sent_cancel && messages == cancel_after) {
+        context.TryCancel();
+        sent_cancel = true;
+      }
+    }
+    grpc::Status status = reader->Finish();
+    if (sent_cancel && status.error_code() == grpc::StatusCode::CANCELLED) {
+      counters.cancelled++;
+      continue;
+    }
+    if (!status.ok()) {
+      Fail(counters, absl::StrCat("fetch ended with ", status.error_code(), ": ",
+                                  status.error_message()));
+      continue;
+    }
+    // A cancel sent after the last message can lose the race: the stream then
+    // completed and is verified like any other.
+    if (tensors.size() != checksums.size()) {
+      Fail(counters, absl::StrCat("got ", tensors.size(), " tensors, want ", checksums.size()));
+      continue;
+    }
+    bool good = true;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      std::string got = Hex(XXH64(tensors[i].data(), tensors[i].size(), 0));
+      if (got != checksums[i]) {
+        Fail(counters, absl::StrCat("tensor ", i, " xxh64 ", got, " want ", checksums[i]));
+        good = false;
+      }
+      counters.bytes += tensors[i].size();
+    }
+    if (good) counters.verified++;
+    if (slow) counters.slow++;
+  }
+}
+
+int Main(const Flags& flags) {
+  const uint64_t rss_start = VmRssBytes();
+  ServerOptions options;
+  options.repository = flags.data + "/repo";
+  absl::StatusOr<std::unique_ptr<WeightServer>> server = WeightServer::Start(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "server: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  // Spread the clients over 8 connections, as 8 processes would.
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  std::vector<std::unique_ptr<v1::WeightService::Stub>> stubs;
+  for (int i = 0; i < 8; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("weightd.load_test.connection", i);
+    channels.push_back(grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+                                                 grpc::InsecureChannelCredentials(), args));
+    stubs.push_back(v1::WeightService::NewStub(channels.back()));
+  }
+
+  // The manifest's checksums, cross-checked with what PyTorch wrote.
+  std::vector<std::string> checksums;
+  {
+    grpc::ClientContext context;
+    v1::GetManifestRequest request;
+    request.set_model(flags.model);
+    v1::GetManifestResponse manifest;
+    grpc::Status status = stubs[0]->GetManifest(&context, request, &manifest);
+    if (!status.ok()) {
+      std::fprintf(stderr, "manifest: %s\n", status.error_message().c_str());
+      return 1;
+    }
+    std::ifstream in(flags.data + "/expected.json");
+    nlohmann::json expected = nlohmann::json::parse(in)[flags.model];
+    if (expected.size() != static_cast<size_t>(manifest.tensors_size())) {
+      std::fprintf(stderr, "manifest has %d tensors, PyTorch wrote %zu\n",
+                   manifest.tensors_size(), expected.size());
+      return 1;
+    }
+    for (int i = 0; i < manifest.tensors_size(); ++i) {
+      if (manifest.tensors(i).checksum() != expected[i]["checksum"].get<std::string>()) {
+        std::fprintf(stderr, "manifest checksum of %s differs from PyTorch's\n",
+                     manifest.tensors(i).name().c_str());
+        return 1;
+      }
+      checksums.push_back(manifest.tensors(i).checksum());
+    }
+  }
+
+  Counters counters;
+  // Warm-up: the same load for a few seconds, so the model is cached and
+  // gRPC's thread pools, glibc's thread-stack cache and malloc arenas (the
+  // clients live in this process too) reach their steady size before the
+  // baseline is taken. The check below is then that a long load leaves
+  // nothing behind, which is what a leak or a retained snapshot would do.
+  auto run_clients = [&](std::chrono::steady_clock::time_point until, int seed) {
+    std::vector<std::thread> clients;
+    for (int i = 0; i < flags.streams; ++i) {
+      clients.emplace_back(Client, seed + i, stubs[i % stubs.size()].get(), std::cref(flags),
+                           std::cref(checksums), until, std::ref(counters));
+    }
+    for (std::thread& t : clients) t.join();
+  };
+  run_clients(std::chrono::steady_clock::now() + std::chrono::seconds(3), 1000000);
+  if (counters.failures > 0) return 1;
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  malloc_trim(0);
+  const uint64_t rss_warm = VmRssBytes();
+  counters.started = counters.verified = counters.cancelled = counters.slow = 0;
+  counters.bytes = 0;
+
+  const auto begin = std::chrono::steady_clock::now();
+  const auto deadline = begin + std::chrono::seconds(flags.seconds);
+  uint64_t rss_peak = rss_warm;
+  std::atomic<bool> done{false};
+  std::thread sampler([&] {
+    while (!done) {
+      rss_peak = std::max(rss_peak, VmRssBytes());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  run_clients(deadline, 2);
+  done = true;
+  sampler.join();
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+
+  // The server still answers health.
+  bool healthy = false;
+  {
+    auto health = grpc::health::v1::Health::NewStub(channels[0]);
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::Status status =
+        health->Check(&context, grpc::health::v1::HealthCheckRequest(), &response);
+    healthy = status.ok() &&
+              response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+  }
+  // Streams release their snapshots as they end; give the server's threads a
+  // moment to finish, then hand freed heap back so RSS shows live memory.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  malloc_trim(0);
+  const uint64_t rss_end = VmRssBytes();
+  const bool rss_ok = rss_end <= rss_warm + rss_warm / 10;
+
+  std::printf(
+      "load_test: %d streams for %.1f s over 8 connections, model %s\n"
+      "  fetches started %llu, completed and verified %llu (%llu slow readers),"
+      " cancelled %llu\n"
+      "  verified bytes %.1f MiB (%.1f MiB/s), failures %llu, health %s\n"
+      "  RSS: before server %.1f MiB, warm (after 3 s of the same load) %.1f MiB, peak %.1f MiB,"
+      " after %.1f MiB (%s; limit warm + 10%%)\n",
+      flags.streams, elapsed, flags.model.c_str(),
+      (unsigned long long)counters.started.load(), (unsigned long long)counters.verified.load(),
+      (unsigned long long)counters.slow.load(), (unsigned long long)counters.cancelled.load(),
+      counters.bytes / 1048576.0, counters.bytes / 1048576.0 / elapsed,
+      (unsigned long long)counters.failures.load(), healthy ? "SERVING" : "NOT SERVING",
+      rss_start / 1048576.0, rss_warm / 1048576.0, rss_peak / 1048576.0, rss_end / 1048576.0,
+      rss_ok ? "ok" : "TOO HIGH");
+  (*server)->Shutdown(absl::Seconds(5));
+  const bool ok = counters.failures == 0 && healthy && rss_ok && counters.verified > 0 &&
+                  (flags.streams < 4 || counters.cancelled > 0);
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace weightd
+
+int main(int argc, char** argv) {
+  weightd::Flags flags;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    bool ok = true;
+    if (absl::ConsumePrefix(&arg, "--seconds=")) {
+      ok = absl::SimpleAtoi(arg, &flags.seconds);
+    } else if (absl::ConsumePrefix(&arg, "--streams=")) {
+      ok = absl::SimpleAtoi(arg, &flags.streams) && flags.streams > 0;
+    } else if (absl::ConsumePrefix(&arg, "--model=")) {
+      flags.model = std::string(arg);
+    } else if (absl::ConsumePrefix(&arg, "--data=")) {
+      flags.data = std::string(arg);
+    } else {
+      ok = false;
+    }
+    if (!ok) {
+      std::fprintf(stderr, "usage: %s [--seconds=N] [--streams=N] [--model=NAME] [--data=DIR]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  return weightd::Main(flags);
+}
