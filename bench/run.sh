@@ -25,7 +25,11 @@ trap cleanup EXIT
 if [[ ! -f "$BUILD/build.ninja" ]]; then
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-cmake --build "$BUILD" --target weightd weightctl load_bench -j"$(nproc)" >/dev/null
+# SKIP_BUILD=1: use the binaries already in BUILD (another checkout edit would
+# otherwise trigger a rebuild in the middle of a measurement session).
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+  cmake --build "$BUILD" --target weightd weightctl load_bench -j"$(nproc)" >/dev/null
+fi
 WEIGHTD="$BUILD/server/weightd"
 WEIGHTCTL="$BUILD/client/weightctl"
 LOADBENCH="$BUILD/bench/load_bench"
