@@ -12,13 +12,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/client_impl.h"
+#include "proto/grpc_status.h"
 #include "client/convert.h"
 #include "client/fetch_stream.h"
 #include "core/util/status_macros.h"
 
 namespace weightd {
 
-using client_internal::FromGrpcStatus;
 using client_internal::FromProto;
 using client_internal::RunFetch;
 using client_internal::ToProto;

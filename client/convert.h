@@ -1,10 +1,8 @@
 // The one place the client translates between weightd.v1 protos and the
-// core / public structs, and turns grpc::Status into absl::Status. Private to
+// core / public structs (status codes convert in proto/grpc_status.h). Private to
 // the client library (not installed).
 #ifndef WEIGHTD_CLIENT_CONVERT_H_
 #define WEIGHTD_CLIENT_CONVERT_H_
-
-#include <grpcpp/support/status.h>
 
 #include <vector>
 
@@ -16,8 +14,6 @@
 #include "weightd/v1/weightd.pb.h"
 
 namespace weightd::client_internal {
-
-absl::Status FromGrpcStatus(const grpc::Status& status);
 
 void ToProto(const RuleSet& rules, v1::RuleSet* out);
 void ToProto(const MatchOptions& options, v1::MatchOptions* out);

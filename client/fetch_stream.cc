@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "proto/grpc_status.h"
 #include "client/convert.h"
 #include "core/checkpoint/tensor.h"
 #include "core/util/status_macros.h"

@@ -12,7 +12,7 @@
 #include "absl/time/time.h"
 #include "server/cache/dtype_cast.h"
 #include "server/service/convert.h"
-#include "server/service/status_util.h"
+#include "proto/grpc_status.h"
 
 namespace weightd {
 namespace {

@@ -8,7 +8,7 @@
 #include "server/cache/fetch_plan.h"
 #include "server/service/convert.h"
 #include "server/service/fetch_reactor.h"
-#include "server/service/status_util.h"
+#include "proto/grpc_status.h"
 
 namespace weightd {
 namespace {
