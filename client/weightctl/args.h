@@ -47,6 +47,9 @@ struct Command {
   int (*run)(const ParsedArgs& args) = nullptr;
 };
 
+// "512 B", "1.5 MiB": sizes for people (tables, progress bars).
+std::string HumanBytes(double bytes);
+
 // Prints "weightctl: <message>" as one line on stderr and returns `code`.
 int Fail(absl::string_view message, int code = 1);
 

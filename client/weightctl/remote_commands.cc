@@ -47,16 +47,6 @@ absl::StatusOr<int64_t> VersionFlag(const ParsedArgs& args) {
   return version;
 }
 
-std::string HumanBytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) {
-    bytes /= 1024;
-    ++u;
-  }
-  return u == 0 ? absl::StrFormat("%.0f B", bytes) : absl::StrFormat("%.1f %s", bytes, units[u]);
-}
-
 std::string Failure(const absl::Status& status, absl::string_view server) {
   if (absl::IsUnavailable(status)) {
     return absl::StrCat("server ", server, " unavailable: ", status.message());
