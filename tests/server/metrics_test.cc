@@ -1,5 +1,6 @@
 // Prometheus metrics: the registry's text format, and a real scrape over
 // HTTP after a real Fetch.
+#include <thread>
 #include <httplib.h>
 
 #include "gmock/gmock.h"
@@ -157,8 +158,15 @@ TEST_F(MetricsTest, AnOpenStreamIsCountedAsActive) {
   auto reader = stub_->Fetch(&context, request);
   v1::FetchResponse response;
   ASSERT_TRUE(reader->Read(&response));
-  EXPECT_EQ(Sample(Scrape(), "weightd_active_streams{method=\"/weightd.v1.WeightService/Fetch\"}"),
-            1);
+  // The interceptor records the stream on its own thread; the first message
+  // can reach the client before that. The stream stays open while we poll.
+  const std::string active = "weightd_active_streams{method=\"/weightd.v1.WeightService/Fetch\"}";
+  double seen = 0;
+  for (int i = 0; i < 100 && seen != 1; ++i) {
+    seen = Sample(Scrape(), active);
+    if (seen != 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(seen, 1);
   context.TryCancel();
   while (reader->Read(&response)) {
   }
