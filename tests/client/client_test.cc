@@ -262,6 +262,45 @@ TEST_F(ClientTest, ServerShutDownMidStreamGivesAClearErrorAndSaysWhatWasWritten)
   EXPECT_EQ(module.named_parameters()["d"].abs().sum().item<float>(), 0.0f);
 }
 
+// A restart of the server (same port) in the middle of a staged load: the
+// load fails without touching the module, and the same client loads the
+// whole model from the restarted server.
+TEST_F(ClientTest, StagedLoadSurvivesAServerRestartWithTheModuleUntouched) {
+  const int port = server_->port();
+  FourMatrices module;
+  LoadOptions options;
+  options.staged = true;
+  bool restarted = false;
+  options.progress = [&](uint64_t done, uint64_t) {
+    if (done > (8u << 20) && !restarted) {
+      restarted = true;
+      server_->Shutdown(absl::ZeroDuration());
+    }
+  };
+  LoadReport report;
+  absl::Status status = client_->Load(module, "big", options, &report);
+  ASSERT_TRUE(restarted);
+  ASSERT_FALSE(status.ok());
+  EXPECT_THAT(status.message(), HasSubstr("staged load: the module was not changed"));
+  EXPECT_THAT(report.written, IsEmpty());
+  for (const auto& p : module.named_parameters()) {
+    EXPECT_EQ(p.value().abs().sum().item<float>(), 0.0f) << p.key() << " was written";
+  }
+
+  server_.reset();
+  ServerOptions server_options;
+  server_options.repository = TestDataDir() + "/repo";
+  server_options.listen = absl::StrCat("127.0.0.1:", port);
+  absl::StatusOr<std::unique_ptr<WeightServer>> again = WeightServer::Start(server_options);
+  ASSERT_TRUE(again.ok()) << again.status();
+  server_ = *std::move(again);
+  options.progress = nullptr;
+  absl::StatusOr<LoadReport> loaded = client_->Load(module, "big", options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_THAT(loaded->written, UnorderedElementsAre("a", "b", "c", "d"));
+  EXPECT_EQ(Checksums(module), ExpectedChecksums("big"));
+}
+
 TEST_F(ClientTest, StagedLoadCommitsOnSuccess) {
   LeNet net;
   LoadOptions options;
