@@ -23,6 +23,18 @@ constexpr size_t kMaxDecimalDigits = 4300;
 // Dict keys are str or int in practice; hashing a key walks all of it.
 constexpr uint64_t kMaxKeyNodes = 1000;
 
+// Bytes a list/tuple/set index adds to a dotted path: its digits and a '.'.
+uint64_t IndexEdge(size_t index) {
+  uint64_t n = 2;
+  for (; index >= 10; index /= 10) ++n;
+  return n;
+}
+
+// Bytes a dict key adds to a dotted path (as select.cc's KeyName spells it).
+uint64_t KeyEdge(const Value& key) {
+  return (key.is(Value::Kind::kString) ? key.str().size() : key.KeyText().size()) + 1;
+}
+
 }  // namespace
 
 std::string Describe(const Item& item) {
@@ -168,15 +180,20 @@ uint64_t Machine::SizeOf(const Item& item) const {
 // keeps the graph acyclic and lets depth and expanded size be tracked
 // exactly: every tree is shallower than max_depth (destroying or walking it
 // cannot overflow the C++ stack) and expands to at most max_tree_nodes.
-absl::Status Machine::AddChild(const ValuePtr& parent, const ValuePtr& child) {
+absl::Status Machine::AddChild(const ValuePtr& parent, const ValuePtr& child,
+                               uint64_t edge_bytes) {
   if (parent == child) return Corrupt("recursive structure: a container contains itself");
   size_t need = 1;
   uint64_t child_size = 1;
+  uint64_t child_text = 0;
   auto child_it = nodes_.find(child.get());
   if (child_it != nodes_.end()) {
     child_it->second.nested = true;
     need = child_it->second.depth + 1;
     child_size = child_it->second.size;
+    child_text = child_it->second.text;
+  } else if (child->is(Value::Kind::kString) || child->is(Value::Kind::kDevice)) {
+    child_text = child->str().size();
   }
   NodeInfo& p = nodes_[parent.get()];
   if (p.keep == nullptr) p.keep = parent;
@@ -192,6 +209,16 @@ absl::Status Machine::AddChild(const ValuePtr& parent, const ValuePtr& child) {
   if (__builtin_add_overflow(p.size, child_size, &p.size) || p.size > limits_.max_tree_nodes) {
     return Corrupt(absl::StrCat("value tree expands to more than ", limits_.max_tree_nodes,
                                 " nodes"));
+  }
+  // Every node below `child` gets `edge_bytes` longer paths. Both terms are
+  // below 2^63 (sizes and texts are bounded before they grow), so only the
+  // product and the sums can overflow.
+  uint64_t edges;
+  if (__builtin_mul_overflow(edge_bytes, child_size, &edges) ||
+      __builtin_add_overflow(p.text, edges, &p.text) ||
+      __builtin_add_overflow(p.text, child_text, &p.text) || p.text > limits_.max_tree_text) {
+    return Corrupt(absl::StrCat("value tree expands to more than ", limits_.max_tree_text,
+                                " bytes of strings and key paths"));
   }
   return absl::OkStatus();
 }
@@ -215,7 +242,8 @@ absl::StatusOr<Item> Machine::MakeTuple(std::vector<Item> items) {
   }
   ValuePtr tuple = NewContainer(Value::Tuple());
   for (Item& item : items) {
-    WEIGHTD_RETURN_IF_ERROR(AddChild(tuple, std::get<ValuePtr>(item)));
+    WEIGHTD_RETURN_IF_ERROR(
+        AddChild(tuple, std::get<ValuePtr>(item), IndexEdge(tuple->items().size())));
     tuple->mutable_items().push_back(std::move(std::get<ValuePtr>(item)));
   }
   return Item(std::move(tuple));
@@ -229,7 +257,7 @@ absl::Status Machine::Append(const ValuePtr& list, std::vector<Item> items,
   for (Item& item : items) {
     const ValuePtr* v = AsValue(item);
     if (v == nullptr) return Refuse(absl::StrCat("a ", Describe(item), " cannot go in a list"));
-    WEIGHTD_RETURN_IF_ERROR(AddChild(list, *v));
+    WEIGHTD_RETURN_IF_ERROR(AddChild(list, *v, IndexEdge(list->items().size())));
     list->mutable_items().push_back(*v);
   }
   return absl::OkStatus();
@@ -250,8 +278,8 @@ absl::Status Machine::SetItems(const ValuePtr& dict, std::vector<Item> items,
     }
     // Hashing a key walks it; real keys are str or int.
     if (SizeOf(*k) > kMaxKeyNodes) return Corrupt("dict key is too large");
-    WEIGHTD_RETURN_IF_ERROR(AddChild(dict, *k));
-    WEIGHTD_RETURN_IF_ERROR(AddChild(dict, *v));
+    WEIGHTD_RETURN_IF_ERROR(AddChild(dict, *k, 0));
+    WEIGHTD_RETURN_IF_ERROR(AddChild(dict, *v, KeyEdge(**k)));
     absl::Status s = dict->SetItem(*k, *v);
     if (!s.ok()) return Corrupt(s.message());
   }
@@ -266,7 +294,7 @@ absl::Status Machine::AddItems(const ValuePtr& set, std::vector<Item> items,
   for (Item& item : items) {
     const ValuePtr* v = AsValue(item);
     if (v == nullptr) return Refuse(absl::StrCat("a ", Describe(item), " cannot go in a set"));
-    WEIGHTD_RETURN_IF_ERROR(AddChild(set, *v));
+    WEIGHTD_RETURN_IF_ERROR(AddChild(set, *v, IndexEdge(set->items().size())));
     set->mutable_items().push_back(*v);
   }
   return absl::OkStatus();

@@ -42,8 +42,17 @@ struct UnpicklerLimits {
   size_t max_string = size_t{1} << 30;  // bytes of one string/bytes value
   // Nodes of the tree with shared subtrees counted once per reference, so
   // that code walking the result (or hashing a tuple key) stays bounded
-  // even when memo references share subtrees exponentially.
-  size_t max_tree_nodes = size_t{1} << 26;
+  // even when memo references share subtrees exponentially. Code that walks
+  // the tree builds something per node (metadata JSON: ~70 bytes a node), so
+  // this also bounds its memory: 4M nodes stay well under 1 GiB.
+  size_t max_tree_nodes = size_t{1} << 22;
+  // Text the tree expands to, shared subtrees counted once per reference:
+  // every str value plus, for every node, the dotted key path leading to it
+  // from its container. That is what metadata JSON, flattened tensor names
+  // and error paths copy, so a small pickle that references one long string
+  // thousands of times, or nests long keys deeply, cannot make them
+  // allocate gigabytes.
+  size_t max_tree_text = size_t{256} << 20;
 };
 
 // Unpickles `bytes`. `what` names the source in error messages

@@ -134,8 +134,10 @@ class Machine {
   ValuePtr NewContainer(ValuePtr container);
   size_t DepthOf(const Item& item) const;
   uint64_t SizeOf(const Item& item) const;  // nodes, shared subtrees counted per use
-  // Records that `child` now sits inside `parent` (a container made here).
-  absl::Status AddChild(const ValuePtr& parent, const ValuePtr& child);
+  // Records that `child` now sits inside `parent` (a container made here),
+  // reached by a path component of `edge_bytes` (a dict key or list index
+  // plus its '.'; 0 for a dict key itself).
+  absl::Status AddChild(const ValuePtr& parent, const ValuePtr& child, uint64_t edge_bytes);
   absl::StatusOr<Item> MakeTuple(std::vector<Item> items);
   absl::Status Append(const ValuePtr& list, std::vector<Item> items, absl::string_view opcode);
   absl::Status SetItems(const ValuePtr& dict, std::vector<Item> items, absl::string_view opcode);
@@ -166,6 +168,7 @@ class Machine {
     ValuePtr keep;  // keeps the address from being reused while we track it
     size_t depth = 1;
     uint64_t size = 1;
+    uint64_t text = 0;  // see UnpicklerLimits::max_tree_text
     bool nested = false;
   };
 

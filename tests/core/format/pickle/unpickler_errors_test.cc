@@ -190,7 +190,40 @@ TEST(UnpicklerErrorsTest, RejectsExponentiallySharedTree) {
   // t = (t, t) thirty times: 60 bytes that expand to 2^31 nodes.
   std::string p = P2("N");
   for (int i = 0; i < 30; ++i) p += "2\x86";
-  ExpectDataLoss(Fail(p + "."), "value tree expands to more than 67108864 nodes");
+  ExpectDataLoss(Fail(p + "."), "value tree expands to more than 4194304 nodes");
+}
+
+// A memo bomb of text: one 1 MiB string referenced 1024 times is a 1 MiB
+// pickle, but metadata JSON would copy it into 1 GiB.
+TEST(UnpicklerErrorsTest, RejectsLongStringSharedThousandsOfTimes) {
+  std::string p = P2(std::string("X\x00\x00\x10\x00", 5) + std::string(1 << 20, 'a') + "\x85");
+  for (int i = 0; i < 10; ++i) p += "2\x86";
+  ExpectDataLoss(Fail(p + "."), "more than 268435456 bytes of strings and key paths");
+}
+
+// d = {K: {K: {K: ...}}} with one 1 MiB key K: each level's dotted path is
+// 1 MiB longer, so walking the tree with paths would allocate quadratically.
+TEST(UnpicklerErrorsTest, RejectsLongKeyNestedDeeply) {
+  std::string p = P2(std::string("X\x00\x00\x10\x00", 5) + std::string(1 << 20, 'k') +
+                     std::string("q\x00" "0" "}q\x01" "0", 7));
+  for (int i = 0; i < 100; ++i) p += std::string("}h\x00h\x01sq\x01" "0", 9);
+  ExpectDataLoss(Fail(p + "h\x01."), "bytes of strings and key paths");
+}
+
+TEST(UnpicklerErrorsTest, CountsTextOncePerReferenceUpToTheLimit) {
+  UnpicklerLimits limits;
+  limits.max_tree_text = 1000;
+  // A 100-byte string in a list n times: n * 100 bytes of text plus n
+  // one-digit indexes ("0." .. "9.").
+  auto list_of = [](int n) {
+    std::string p = P2(std::string("X\x64\x00\x00\x00", 5) + std::string(100, 's') +
+                       std::string("q\x00" "0" "](", 5));
+    for (int i = 0; i < n; ++i) p += std::string("h\x00", 2);
+    return p + "e.";
+  };
+  RecordingLoader loader;
+  EXPECT_TRUE(Unpickle(Bytes(list_of(9)), kWhat, loader.loader(), limits).ok());
+  ExpectDataLoss(Fail(list_of(10), limits), "more than 1000 bytes of strings and key paths");
 }
 
 TEST(UnpicklerErrorsTest, RejectsHugeTupleKeyBeforeHashing) {
