@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -284,7 +285,18 @@ absl::StatusOr<std::shared_ptr<const Buffer>> ZipReader::Read(const ZipEntry& en
                               " deflated bytes, more than deflate can produce"));
   }
 
-  std::vector<uint8_t> out(static_cast<size_t>(entry.size));
+  // The declared size is honest as far as the ratio check can tell, so a
+  // small file may still ask for gigabytes (a zip bomb within deflate's
+  // ratio): a refused allocation, e.g. under RLIMIT_AS, is an error for
+  // this file, not the end of the process.
+  std::vector<uint8_t> out;
+  try {
+    out.resize(static_cast<size_t>(entry.size));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(name_, ": zip entry \"", entry.name, "\" inflates to ", entry.size,
+                     " bytes; cannot allocate that much memory"));
+  }
   z_stream z;
   std::memset(&z, 0, sizeof(z));
   if (inflateInit2(&z, -MAX_WBITS) != Z_OK) {

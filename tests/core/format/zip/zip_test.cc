@@ -1,3 +1,4 @@
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -330,6 +331,43 @@ TEST(ZipTest, RefusesToInflateAboveTheLimit) {
   auto data = reader->Read(*reader->Find("archive/data.pkl"));
   EXPECT_EQ(data.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(data.status().message(), HasSubstr("limit of 4096"));
+}
+
+// A zip bomb within deflate's ratio: 768 MiB of zeros in less than 1 MB.
+// With less address space than that left, Read fails for this entry
+// instead of aborting the process with std::bad_alloc.
+TEST(ZipTest, HonestZipBombBeyondAvailableMemoryIsAnError) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "sanitizers reserve terabytes of address space; RLIMIT_AS cannot apply";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  GTEST_SKIP() << "sanitizers reserve terabytes of address space; RLIMIT_AS cannot apply";
+#endif
+#endif
+  std::string path = TempPath("bomb.zip");
+  ASSERT_EQ(RunPython("import sys, zipfile\n"
+                      "with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED, "
+                      "compresslevel=9) as z:\n"
+                      "    z.writestr('archive/data/0', bytes(768 << 20))\n",
+                      path),
+            0);
+  auto reader = OpenBytes(ReadFileBytes(path));
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  const ZipEntry* entry = reader->Find("archive/data/0");
+  ASSERT_NE(entry, nullptr);
+  ASSERT_LT(entry->compressed_size, 1u << 20);
+
+  long pages = 0;
+  std::ifstream("/proc/self/statm") >> pages;
+  struct rlimit old_limit;
+  ASSERT_EQ(getrlimit(RLIMIT_AS, &old_limit), 0);
+  struct rlimit low = old_limit;
+  low.rlim_cur = static_cast<rlim_t>(pages) * sysconf(_SC_PAGESIZE) + (256 << 20);
+  ASSERT_EQ(setrlimit(RLIMIT_AS, &low), 0);
+  auto data = reader->Read(*entry);
+  ASSERT_EQ(setrlimit(RLIMIT_AS, &old_limit), 0);
+  EXPECT_EQ(data.status().code(), absl::StatusCode::kResourceExhausted) << data.status();
+  EXPECT_THAT(data.status().message(), HasSubstr("cannot allocate"));
 }
 
 TEST(ZipTest, RejectsDeclaredSizeDeflateCannotProduce) {
