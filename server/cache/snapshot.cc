@@ -14,6 +14,17 @@ namespace {
 // request and dropped, so a client cannot grow the cache without bound.
 constexpr size_t kMaxCachedViews = 8;
 
+// A file the server cannot open is the server's problem, not the caller's:
+// PERMISSION_DENIED or NOT_FOUND would read as "your credentials" or "no such
+// model" to a client. Those become FAILED_PRECONDITION with the same message
+// (it names the file and the errno); other codes pass through.
+absl::Status AsServerFault(const absl::Status& status) {
+  if (absl::IsPermissionDenied(status) || absl::IsNotFound(status)) {
+    return absl::FailedPreconditionError(status.message());
+  }
+  return status;
+}
+
 }  // namespace
 
 StateDictView::StateDictView(std::string select_path, StateDict tensors)
@@ -46,7 +57,9 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Load(std::string model
   std::shared_ptr<Snapshot> snapshot(new Snapshot());
   snapshot->model_ = std::move(model);
   snapshot->version_ = version;
-  WEIGHTD_ASSIGN_OR_RETURN(snapshot->checkpoint_, ReadCheckpoint(path));
+  absl::StatusOr<Checkpoint> checkpoint = ReadCheckpoint(path);
+  if (!checkpoint.ok()) return AsServerFault(checkpoint.status());
+  snapshot->checkpoint_ = *std::move(checkpoint);
   absl::StatusOr<Selection> selection = SelectStateDict(snapshot->checkpoint_, select);
   if (!selection.ok()) {
     return absl::Status(selection.status().code(),

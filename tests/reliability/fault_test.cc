@@ -122,11 +122,24 @@ TEST_F(FaultTest, AnUnreadableFileGivesAnErrorNamingItWhileOthersServe) {
   StartServer();
   v1::GetManifestResponse manifest;
   grpc::Status status = Manifest("lenet", &manifest);
-  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
   EXPECT_THAT(status.error_message(), HasSubstr("model.pt"));
   EXPECT_THAT(StateReason("lenet"), HasSubstr("model.pt"));
   EXPECT_TRUE(Manifest("trainer", &manifest).ok());
   chmod(file.c_str(), 0644);  // so TearDown can remove it
+}
+
+// A file that disappears between the scan and the first load: the server's
+// problem (FAILED_PRECONDITION naming the file), not "no such model".
+TEST_F(FaultTest, AFileRemovedBeforeItsFirstLoadIsAServerFaultNamingIt) {
+  StartServer();
+  fs::remove(repo_ + "/big/1/model.pt");
+  v1::GetManifestResponse manifest;
+  grpc::Status status = Manifest("big", &manifest);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("big/1/model.pt"));
+  EXPECT_THAT(StateReason("big"), HasSubstr("No such file"));
+  EXPECT_TRUE(Manifest("lenet", &manifest).ok());
 }
 
 }  // namespace
