@@ -21,6 +21,10 @@ std::vector<Command> AllCommands() {
 void PrintUsage(std::ostream& out) {
   out << "usage: weightctl COMMAND [ARGS...]\n\ncommands:\n";
   for (const Command& c : AllCommands()) out << "  " << c.usage << "\n      " << c.summary << "\n";
+#ifdef WEIGHTD_WEIGHTCTL_REMOTE
+  out << "\ncredentials (commands against a server): --tls_ca PEM (TLS), --tls_cert PEM "
+         "--tls_key PEM (mTLS), --token TOKEN (default: $WEIGHTD_TOKEN)\n";
+#endif
   out << "\nexit codes: 0 success, 1 the command failed (reason on stderr), 2 bad usage\n"
          "run 'weightctl COMMAND --help' for the flags of a command\n";
 }

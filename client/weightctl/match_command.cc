@@ -50,7 +50,8 @@ Command MatchCommand() {
   Command c;
   c.name = "match";
   c.usage =
-      "match SOURCE TARGET | MODEL --target FILE [--server HOST:PORT] [--select PATH] "
+      "match SOURCE TARGET | MODEL --target FILE [--server HOST:PORT] [credentials] "
+      "[--select PATH] "
       "[--target-select PATH] [--strip-prefix P]... "
       "[--add-prefix P]... [--rename PATTERN=REPLACEMENT]... [--include RE]... "
       "[--exclude RE]... [--ignore RE]... [--auto] [--on-mismatch error|skip] [--strict] "
@@ -67,6 +68,9 @@ Command MatchCommand() {
       {"server", true, "HOST:PORT  the weightd server for MODEL (default localhost:50051)"},
       {"version", true, "N  version of MODEL (default: newest)"},
   };
+#ifdef WEIGHTD_WEIGHTCTL_REMOTE
+  for (FlagSpec& f : CredentialFlagSpecs()) c.flags.push_back(std::move(f));
+#endif
   for (FlagSpec& f : RuleFlagSpecs()) c.flags.push_back(std::move(f));
   c.flags.push_back({"on-mismatch", true,
                      "error|skip  a size mismatch fails the load (default, as PyTorch) "

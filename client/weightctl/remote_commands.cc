@@ -2,10 +2,15 @@
 // localhost:50051): list, manifest, match MODEL --target FILE, pull.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -30,12 +35,59 @@ const FlagSpec kServerFlag = {"server", true,
                               "HOST:PORT  the weightd server (default localhost:50051; "
                               "dns:///NAME:PORT for every replica)"};
 
-std::unique_ptr<Client> MakeClient(const ParsedArgs& args) {
+std::vector<FlagSpec> ServerFlags() {
+  std::vector<FlagSpec> flags = {kServerFlag};
+  for (FlagSpec& f : CredentialFlagSpecs()) flags.push_back(std::move(f));
+  return flags;
+}
+
+// A PEM file the channel will need, checked here: the client library falls
+// back to the system roots on an unreadable --tls_ca, and a bad key only
+// shows later as an opaque handshake failure.
+absl::Status CheckPemFile(absl::string_view flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("--", flag, " ", path, ": cannot read (", std::strerror(errno), ")"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (text.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", path, ": not a PEM file"));
+  }
+  return absl::OkStatus();
+}
+
+// The client of --server with the credential flags; on a bad flag, the
+// exit code and message are in the status (InvalidArgument: usage, exit 2).
+absl::StatusOr<std::unique_ptr<Client>> MakeClient(const ParsedArgs& args) {
   ClientOptions options;
   options.target = args.Get("server").value_or(kDefaultServer);
   // A CLI should answer quickly when nothing listens.
   options.max_attempts = 3;
+  options.tls_ca = args.Get("tls_ca").value_or("");
+  options.tls_cert = args.Get("tls_cert").value_or("");
+  options.tls_key = args.Get("tls_key").value_or("");
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  for (const char* flag : {"tls_ca", "tls_cert", "tls_key"}) {
+    const std::string path = args.Get(flag).value_or("");
+    if (path.empty()) continue;
+    absl::Status pem = CheckPemFile(flag, path);
+    if (!pem.ok()) return absl::FailedPreconditionError(pem.message());
+  }
+  // Empty: the client library takes WEIGHTD_TOKEN from the environment.
+  options.token = args.Get("token").value_or("");
   return std::make_unique<Client>(options);
+}
+
+// Runs MakeClient; on failure prints the reason and sets `*exit_code`.
+std::unique_ptr<Client> MakeClientOrFail(const ParsedArgs& args, int* exit_code) {
+  absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
+  if (client.ok()) return *std::move(client);
+  *exit_code = Fail(client.status().message(), absl::IsInvalidArgument(client.status()) ? 2 : 1);
+  return nullptr;
 }
 
 absl::StatusOr<int64_t> VersionFlag(const ParsedArgs& args) {
@@ -47,9 +99,20 @@ absl::StatusOr<int64_t> VersionFlag(const ParsedArgs& args) {
   return version;
 }
 
-std::string Failure(const absl::Status& status, absl::string_view server) {
+std::string Failure(const absl::Status& status, const ClientOptions& options) {
+  const std::string& server = options.target;
   if (absl::IsUnavailable(status)) {
-    return absl::StrCat("server ", server, " unavailable: ", status.message());
+    // A TLS server answers a plaintext client with a bare connection error.
+    return absl::StrCat("server ", server, " unavailable: ", status.message(),
+                        options.tls_ca.empty() && options.tls_cert.empty()
+                            ? " (connected in plaintext; a TLS server needs --tls_ca)"
+                            : "");
+  }
+  // Name the code: "unknown bearer token" alone does not say which side
+  // (--token, WEIGHTD_TOKEN, the server's tokens file) to look at.
+  if (absl::IsUnauthenticated(status) || absl::IsPermissionDenied(status)) {
+    return absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message(),
+                        " (server ", server, "; token from --token or WEIGHTD_TOKEN)");
   }
   return std::string(status.message());
 }
@@ -57,9 +120,11 @@ std::string Failure(const absl::Status& status, absl::string_view server) {
 // ------------------------------------------------------------------ list
 
 int RunList(const ParsedArgs& args) {
-  std::unique_ptr<Client> client = MakeClient(args);
+  int code = 0;
+  std::unique_ptr<Client> client = MakeClientOrFail(args, &code);
+  if (client == nullptr) return code;
   absl::StatusOr<std::vector<ModelInfo>> models = client->ListModels();
-  if (!models.ok()) return Fail(Failure(models.status(), client->options().target));
+  if (!models.ok()) return Fail(Failure(models.status(), client->options()));
   if (args.Has("json")) {
     Json out = Json::array();
     for (const ModelInfo& m : *models) {
@@ -100,10 +165,12 @@ int RunList(const ParsedArgs& args) {
 int RunManifest(const ParsedArgs& args) {
   absl::StatusOr<int64_t> version = VersionFlag(args);
   if (!version.ok()) return Fail(version.status().message(), 2);
-  std::unique_ptr<Client> client = MakeClient(args);
+  int code = 0;
+  std::unique_ptr<Client> client = MakeClientOrFail(args, &code);
+  if (client == nullptr) return code;
   absl::StatusOr<Manifest> manifest =
       client->GetManifest(args.positional[0], *version, args.Get("select").value_or(""));
-  if (!manifest.ok()) return Fail(Failure(manifest.status(), client->options().target));
+  if (!manifest.ok()) return Fail(Failure(manifest.status(), client->options()));
   if (args.Has("json")) {
     Json tensors = Json::array();
     for (const ManifestTensor& t : manifest->tensors) {
@@ -159,10 +226,12 @@ int RunRemoteMatch(const ParsedArgs& args) {
   spec.set_rule_set(*rules);
   spec.on_shape_mismatch = options->on_shape_mismatch;
   spec.strict = options->strict;
-  std::unique_ptr<Client> client = MakeClient(args);
+  int code = 0;
+  std::unique_ptr<Client> client = MakeClientOrFail(args, &code);
+  if (client == nullptr) return code;
   absl::StatusOr<MatchReport> report = client->Match(args.positional[0], *target, spec);
   if (!report.ok()) {
-    return Fail(Failure(report.status(), client->options().target),
+    return Fail(Failure(report.status(), client->options()),
                 absl::IsInvalidArgument(report.status()) ? 2 : 1);
   }
   return PrintMatchReport(*report, args.Has("json"));
@@ -233,11 +302,13 @@ int RunPull(const ParsedArgs& args) {
     bar = std::make_unique<ProgressBar>();
     options.progress = [&bar](uint64_t done, uint64_t total) { bar->Update(done, total); };
   }
-  std::unique_ptr<Client> client = MakeClient(args);
+  int code = 0;
+  std::unique_ptr<Client> client = MakeClientOrFail(args, &code);
+  if (client == nullptr) return code;
   absl::StatusOr<TensorMap> tensors = client->Fetch(positional[0], options);
   bar.reset();
   if (!tensors.ok()) {
-    return Fail(Failure(tensors.status(), client->options().target),
+    return Fail(Failure(tensors.status(), client->options()),
                 absl::IsInvalidArgument(tensors.status()) ? 2 : 1);
   }
 
@@ -272,12 +343,24 @@ int RunPull(const ParsedArgs& args) {
 
 }  // namespace
 
+std::vector<FlagSpec> CredentialFlagSpecs() {
+  return {
+      {"tls_ca", true, "PEM  CA that signed the server's certificate; turns on TLS"},
+      {"tls_cert", true, "PEM  client certificate for mTLS (with --tls_key)"},
+      {"tls_key", true, "PEM  private key of --tls_cert"},
+      {"token", true,
+       "TOKEN  bearer token (default: $WEIGHTD_TOKEN; prefer the variable, a command "
+       "line is visible to other users)"},
+  };
+}
+
 Command ListCommand() {
   Command c;
   c.name = "list";
-  c.usage = "list [--server HOST:PORT] [--json]";
+  c.usage = "list [--server HOST:PORT] [credentials] [--json]";
   c.summary = "Lists the server's models and versions: state, format, tensors, size, cache tier.";
-  c.flags = {kServerFlag, {"json", false, "prints one JSON array of models"}};
+  c.flags = ServerFlags();
+  c.flags.push_back({"json", false, "prints one JSON array of models"});
   c.run = RunList;
   return c;
 }
@@ -285,12 +368,13 @@ Command ListCommand() {
 Command ManifestCommand() {
   Command c;
   c.name = "manifest";
-  c.usage = "manifest MODEL [--server HOST:PORT] [--version N] [--select P] [--json]";
+  c.usage = "manifest MODEL [--server HOST:PORT] [credentials] [--version N] [--select P] [--json]";
   c.summary = "Lists a served model's tensors (name, dtype, shape, bytes, checksum) and metadata.";
-  c.flags = {kServerFlag,
-             {"version", true, "N  version (default: newest)"},
-             {"select", true, "PATH  state dict inside the checkpoint (default: automatic)"},
-             {"json", false, "prints one JSON object"}};
+  c.flags = ServerFlags();
+  c.flags.insert(c.flags.end(),
+                 {{"version", true, "N  version (default: newest)"},
+                  {"select", true, "PATH  state dict inside the checkpoint (default: automatic)"},
+                  {"json", false, "prints one JSON object"}});
   c.min_positional = c.max_positional = 1;
   c.run = RunManifest;
   return c;
@@ -300,18 +384,20 @@ Command PullCommand() {
   Command c;
   c.name = "pull";
   c.usage =
-      "pull MODEL -o FILE [--server HOST:PORT] [--version N] [--select P] [--dtype D] "
+      "pull MODEL -o FILE [--server HOST:PORT] [credentials] [--version N] [--select P] [--dtype D] "
       "[--strip-prefix P]... [--add-prefix P]... [--rename PATTERN=REPLACEMENT]... "
       "[--include RE]... [--exclude RE]...";
   c.summary =
       "Downloads a served model's state dict into FILE (.safetensors, or .pt/.pth/.bin as "
       "torch.save writes it), renamed by the rules. A progress bar shows on a terminal.";
-  c.flags = {kServerFlag,
-             {"output", true, "FILE  same as -o FILE"},
-             {"version", true, "N  version (default: newest)"},
-             {"select", true, "PATH  state dict inside the checkpoint (default: automatic)"},
-             {"dtype", true, "D  cast on the server before sending (float16, bfloat16...)"},
-             {"quiet", false, "no progress bar"}};
+  c.flags = ServerFlags();
+  c.flags.insert(
+      c.flags.end(),
+      {{"output", true, "FILE  same as -o FILE"},
+       {"version", true, "N  version (default: newest)"},
+       {"select", true, "PATH  state dict inside the checkpoint (default: automatic)"},
+       {"dtype", true, "D  cast on the server before sending (float16, bfloat16...)"},
+       {"quiet", false, "no progress bar"}});
   for (FlagSpec& f : RuleFlagSpecs(/*with_auto=*/false)) c.flags.push_back(std::move(f));
   c.min_positional = 1;
   c.max_positional = 3;
