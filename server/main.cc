@@ -11,6 +11,10 @@
 
 DEFINE_string(repository, "", "Model repository: <dir>/<model>/<version>/<checkpoint> or "
                               "<dir>/<name>.{pt,pth,safetensors} (required)");
+DEFINE_string(model_config_dir, "",
+              "Directory of <model>.pbtxt files (ModelConfig text format, e.g. a mounted "
+              "ConfigMap); each replaces <repository>/<model>/model.pbtxt as a whole. A file that "
+              "does not parse fails its model, naming the file. Re-read on Rescan. Empty: none");
 DEFINE_string(listen, "127.0.0.1:50051",
               "HOST:PORT to serve on; port 0 picks a free port. The first stdout line says "
               "\"listening on HOST:PORT\"");
@@ -55,17 +59,20 @@ namespace {
 constexpr char kUsage[] =
     "serves PyTorch checkpoints over gRPC (weightd.v1.WeightService, AdminService, "
     "grpc.health.v1.Health, reflection).\n\n"
-    "  weightd --repository DIR [--listen HOST:PORT] [--host_cache_bytes N] [--preload]\n"
-    "          [--drain_seconds S] [--tls_cert PEM --tls_key PEM [--tls_client_ca PEM]]\n"
-    "          [--auth_tokens_file FILE] [--metrics_listen HOST:PORT] [limits...]";
+    "  weightd --repository DIR [--model_config_dir DIR] [--listen HOST:PORT]\n"
+    "          [--host_cache_bytes N] [--preload] [--drain_seconds S]\n"
+    "          [--tls_cert PEM --tls_key PEM [--tls_client_ca PEM]]\n"
+    "          [--auth_tokens_file FILE] [--metrics_listen HOST:PORT]\n"
+    "          [limits...]";
 
 constexpr const char* kOwnFlags[] = {
-    "repository",         "listen",           "host_cache_bytes",
-    "preload",            "drain_seconds",    "tls_cert",
-    "tls_key",            "tls_client_ca",    "auth_tokens_file",
-    "metrics_listen",     "max_request_bytes", "max_concurrent_streams",
-    "max_active_fetches", "max_target_entries", "max_rules",
-    "max_pattern_bytes",  "min_client_ping_interval_ms", "keepalive_time_ms"};
+    "repository",        "model_config_dir",       "listen",
+    "host_cache_bytes",  "preload",                "drain_seconds",
+    "tls_cert",          "tls_key",                "tls_client_ca",
+    "auth_tokens_file",  "metrics_listen",
+    "max_request_bytes", "max_concurrent_streams", "max_active_fetches",
+    "max_target_entries", "max_rules",             "max_pattern_bytes",
+    "min_client_ping_interval_ms", "keepalive_time_ms"};
 
 // gflags' --help lists every flag of every library linked in; ours first.
 void PrintHelp() {
@@ -111,6 +118,7 @@ int main(int argc, char** argv) {
 
   weightd::ServerOptions options;
   options.repository = FLAGS_repository;
+  options.model_config_dir = FLAGS_model_config_dir;
   options.listen = FLAGS_listen;
   options.host_cache_bytes = FLAGS_host_cache_bytes;
   options.preload = FLAGS_preload;

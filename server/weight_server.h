@@ -29,6 +29,9 @@ class AdminService;
 
 struct ServerOptions {
   std::string repository;
+  // <dir>/<model>.pbtxt files that replace the repository's model.pbtxt
+  // (see server/repository/repository.h); empty: none.
+  std::string model_config_dir;
   // HOST:PORT; port 0 picks a free port (see port()).
   std::string listen = "127.0.0.1:0";
   uint64_t host_cache_bytes = 0;  // 0: unlimited

@@ -47,7 +47,7 @@ absl::string_view VersionStateName(VersionState state) {
 absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(StoreOptions options) {
   std::vector<std::string> warnings;
   absl::StatusOr<std::vector<ModelEntry>> scanned =
-      ScanRepository(options.repository, &warnings);
+      ScanRepository(options.repository, &warnings, options.model_config_dir);
   if (!scanned.ok()) return scanned.status();
   std::unique_ptr<ModelStore> store(new ModelStore(std::move(options)));
   std::vector<std::string> preload;
@@ -290,7 +290,7 @@ absl::Status ModelStore::Unload(absl::string_view model_name, int64_t version) {
 absl::StatusOr<std::vector<ModelStatus>> ModelStore::Rescan() {
   std::vector<std::string> warnings;
   absl::StatusOr<std::vector<ModelEntry>> scanned =
-      ScanRepository(options_.repository, &warnings);
+      ScanRepository(options_.repository, &warnings, options_.model_config_dir);
   if (!scanned.ok()) return scanned.status();
   {
     absl::MutexLock lock(&mu_);

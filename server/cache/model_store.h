@@ -30,6 +30,10 @@ namespace weightd {
 
 struct StoreOptions {
   std::string repository;
+  // Per-model configs outside the repository, <dir>/<model>.pbtxt, each
+  // replacing <repo>/<model>/model.pbtxt (server/repository/repository.h);
+  // re-read by Rescan. Empty: none.
+  std::string model_config_dir;
   // Host tier budget in bytes; 0: unlimited.
   uint64_t host_cache_bytes = 0;
   // Load the newest version of every model at Open (else only models whose

@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -115,6 +117,7 @@ ModelEntry ScanModelDir(const fs::path& dir, const std::string& name, const std:
       model.config_error = absl::FailedPreconditionError(
           absl::StrCat(name, "/", kConfigFile, ": resolves outside the repository"));
     } else {
+      model.config_path = absl::StrCat(name, "/", kConfigFile);
       absl::StatusOr<v1::ModelConfig> parsed = ParseModelConfig(config.string());
       if (parsed.ok()) {
         model.config = *std::move(parsed);
@@ -138,6 +141,57 @@ ModelEntry ScanModelDir(const fs::path& dir, const std::string& name, const std:
   std::sort(model.versions.begin(), model.versions.end(),
             [](const VersionEntry& a, const VersionEntry& b) { return a.version > b.version; });
   return model;
+}
+
+// Applies <config_dir>/<model>.pbtxt files to `models` (sorted by name).
+absl::Status ApplyConfigDir(const std::string& config_dir, std::vector<ModelEntry>* models,
+                            const std::function<void(std::string)>& warn) {
+  std::error_code ec;
+  if (!fs::is_directory(config_dir, ec)) {
+    return absl::NotFoundError(absl::StrCat("model config dir ", config_dir, ": not a directory"));
+  }
+  std::vector<fs::path> files;
+  for (const auto& item : fs::directory_iterator(config_dir, ec)) {
+    const std::string name = item.path().filename().string();
+    // A ConfigMap volume holds "..data" and "..<timestamp>" beside the keys.
+    if (name.empty() || name[0] == '.' || !absl::EndsWith(name, ".pbtxt")) continue;
+    files.push_back(item.path());
+  }
+  if (ec) return absl::NotFoundError(absl::StrCat("model config dir ", config_dir, ": ", ec.message()));
+  std::sort(files.begin(), files.end());
+  for (const fs::path& file : files) {
+    const std::string name = file.filename().string();
+    const std::string model_name = name.substr(0, name.size() - strlen(".pbtxt"));
+    const std::string path = file.string();
+    if (!ValidateModelName(model_name).ok()) {
+      warn(absl::StrCat(path, ": skipped, \"", model_name, "\" is not a valid model name"));
+      continue;
+    }
+    auto it = std::lower_bound(
+        models->begin(), models->end(), model_name,
+        [](const ModelEntry& m, const std::string& n) { return m.name < n; });
+    if (it == models->end() || it->name != model_name) {
+      warn(absl::StrCat(path, ": skipped, the repository has no model \"", model_name, "\""));
+      continue;
+    }
+    // The whole file replaces the repository's model.pbtxt, errors included.
+    it->config = v1::ModelConfig();
+    it->config_error = absl::OkStatus();
+    it->config_path = path;
+    std::error_code file_ec;
+    if (!fs::is_regular_file(file, file_ec)) {  // follows the ConfigMap's symlinks
+      it->config_error = absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+      continue;
+    }
+    absl::StatusOr<v1::ModelConfig> parsed = ParseModelConfig(path);
+    if (parsed.ok()) {
+      it->config = *std::move(parsed);
+    } else {
+      // ParseModelConfig's message starts with the path.
+      it->config_error = absl::InvalidArgumentError(parsed.status().message());
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -172,7 +226,8 @@ absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& path) {
 }
 
 absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root_in,
-                                                       std::vector<std::string>* warnings) {
+                                                       std::vector<std::string>* warnings,
+                                                       const std::string& config_dir) {
   std::error_code ec;
   fs::path root_path = fs::canonical(root_in, ec);
   if (ec || !fs::is_directory(root_path, ec)) {
@@ -240,6 +295,10 @@ absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root_i
     } else {
       ++i;
     }
+  }
+  if (!config_dir.empty()) {
+    absl::Status applied = ApplyConfigDir(config_dir, &models, warn);
+    if (!applied.ok()) return applied;
   }
   return models;
 }

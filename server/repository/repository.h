@@ -8,6 +8,14 @@
 // *.safetensors file, or one *.safetensors.index.json (the shards beside it).
 // Scanning reads directory entries and model.pbtxt only, never a checkpoint.
 // No gRPC here.
+//
+// Per-model configs may also live outside the repository, in a config
+// directory (--model_config_dir; in Kubernetes a ConfigMap, since the model
+// volume is read-only): <config_dir>/<model>.pbtxt. Such a file replaces the
+// model's <repo>/<model>/model.pbtxt as a whole (no field merging), also for
+// a bare-file model. Files for models the repository lacks are ignored with
+// a warning, as are hidden entries (a ConfigMap volume's "..data") and
+// names not ending in ".pbtxt".
 #ifndef WEIGHTD_SERVER_REPOSITORY_REPOSITORY_H_
 #define WEIGHTD_SERVER_REPOSITORY_REPOSITORY_H_
 
@@ -38,7 +46,11 @@ struct VersionEntry {
 struct ModelEntry {
   std::string name;
   v1::ModelConfig config;
-  // Non-OK when model.pbtxt does not parse; every version then fails with it.
+  // The file `config` came from: "<model>/model.pbtxt" (relative to the
+  // repository) or "<config_dir>/<model>.pbtxt"; empty: defaults.
+  std::string config_path;
+  // Non-OK when the config file does not parse; every version then fails
+  // with it (the message names the file).
   absl::Status config_error;
   std::vector<VersionEntry> versions;  // newest first
 };
@@ -50,13 +62,15 @@ absl::Status ValidateModelName(absl::string_view name);
 // Parses a model.pbtxt. InvalidArgument names the file, line and column.
 absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& path);
 
-// Scans `root`. NotFound / InvalidArgument when the root is not a readable
-// directory; problems with single models or versions are recorded in their
-// entries, so one bad model never hides the others. Entries whose names are
-// invalid are skipped with a warning in `warnings` (may be null). Models are
-// sorted by name.
+// Scans `root`, and `config_dir` when not empty (see above). NotFound /
+// InvalidArgument when the root or the config directory is not a readable
+// directory; problems with single models, versions or config files are
+// recorded in their entries, so one bad model never hides the others.
+// Entries whose names are invalid are skipped with a warning in `warnings`
+// (may be null). Models are sorted by name.
 absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root,
-                                                       std::vector<std::string>* warnings);
+                                                       std::vector<std::string>* warnings,
+                                                       const std::string& config_dir = "");
 
 }  // namespace weightd
 
