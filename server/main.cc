@@ -35,6 +35,11 @@ DEFINE_string(auth_tokens_file, "",
               "re-read on SIGHUP. WeightService needs read, AdminService admin; health and "
               "reflection stay open. Empty: no token check");
 DEFINE_string(metrics_listen, "", "HOST:PORT for Prometheus metrics at GET /metrics; empty: off");
+DEFINE_string(health_listen, "",
+              "HOST:PORT of a plaintext port serving grpc.health.v1.Health only (no auth), for "
+              "probes that cannot speak TLS such as the kubelet's gRPC probes. Same health state "
+              "as --listen (NOT_SERVING while draining). With it, the second stdout line says "
+              "\"health on HOST:PORT\". Empty: off");
 DEFINE_int32(max_request_bytes, 4 << 20, "Largest request message accepted (RESOURCE_EXHAUSTED "
                                          "above)");
 DEFINE_int32(max_concurrent_streams, 0, "HTTP/2 streams one connection may open at once; 0: "
@@ -62,14 +67,14 @@ constexpr char kUsage[] =
     "  weightd --repository DIR [--model_config_dir DIR] [--listen HOST:PORT]\n"
     "          [--host_cache_bytes N] [--preload] [--drain_seconds S]\n"
     "          [--tls_cert PEM --tls_key PEM [--tls_client_ca PEM]]\n"
-    "          [--auth_tokens_file FILE] [--metrics_listen HOST:PORT]\n"
+    "          [--auth_tokens_file FILE] [--metrics_listen HOST:PORT] [--health_listen HOST:PORT]\n"
     "          [limits...]";
 
 constexpr const char* kOwnFlags[] = {
     "repository",        "model_config_dir",       "listen",
     "host_cache_bytes",  "preload",                "drain_seconds",
     "tls_cert",          "tls_key",                "tls_client_ca",
-    "auth_tokens_file",  "metrics_listen",
+    "auth_tokens_file",  "metrics_listen",         "health_listen",
     "max_request_bytes", "max_concurrent_streams", "max_active_fetches",
     "max_target_entries", "max_rules",             "max_pattern_bytes",
     "min_client_ping_interval_ms", "keepalive_time_ms"};
@@ -127,6 +132,7 @@ int main(int argc, char** argv) {
   options.tls_client_ca = FLAGS_tls_client_ca;
   options.auth_tokens_file = FLAGS_auth_tokens_file;
   options.metrics_listen = FLAGS_metrics_listen;
+  options.health_listen = FLAGS_health_listen;
   options.max_request_bytes = FLAGS_max_request_bytes;
   options.max_concurrent_streams = FLAGS_max_concurrent_streams;
   options.max_active_fetches = FLAGS_max_active_fetches;
@@ -147,6 +153,14 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   LOG(INFO) << "serving " << FLAGS_repository << " on " << host << ":" << (*server)->port();
 
+  if ((*server)->health_port() != 0) {
+    // Second stdout line, for scripts that pass port 0.
+    const std::string health_host = FLAGS_health_listen.substr(0, FLAGS_health_listen.rfind(':'));
+    std::printf("health on %s:%d\n", health_host.c_str(), (*server)->health_port());
+    std::fflush(stdout);
+    LOG(INFO) << "health on " << FLAGS_health_listen << " (port " << (*server)->health_port()
+              << ", plaintext)";
+  }
   if ((*server)->metrics_port() != 0) {
     LOG(INFO) << "metrics on " << FLAGS_metrics_listen << " (port " << (*server)->metrics_port()
               << ")";

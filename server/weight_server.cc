@@ -2,6 +2,8 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <grpcpp/impl/server_builder_plugin.h>
 #include <grpcpp/security/server_credentials.h>
 
 #include <chrono>
@@ -62,6 +64,35 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
     credentials->SetAuthMetadataProcessor(std::make_shared<TokenProcessor>(tokens));
   }
   return credentials;
+}
+
+// Drops the server builder plugins (reflection registers itself with every
+// builder of the process): the health port serves Health and nothing else.
+class NoPlugins final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments* args) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->clear();
+  }
+};
+
+// The plaintext health-only server on `listen`; *port receives its port.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& listen,
+                                                                HealthService* health,
+                                                                int* port) {
+  grpc::ServerBuilder builder;
+  builder.SetOption(std::make_unique<NoPlugins>());
+  // The kubelet's probes speak plaintext; Health carries no secrets.
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), port);
+  // A callback service without async methods may be registered with more
+  // than one server: both ports share one health state.
+  builder.RegisterService(health);
+  builder.SetMaxReceiveMessageSize(64 << 10);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (--health_listen)"));
+  }
+  return server;
 }
 
 // Sets the gauges computed from the store at each scrape.
@@ -154,6 +185,15 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
     server->store_->SetListener(nullptr);
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
+  if (!options.health_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<grpc::Server>> health_server =
+        StartHealthServer(options.health_listen, server->health_.get(), &server->health_port_);
+    if (!health_server.ok()) {
+      server->Shutdown(absl::ZeroDuration());
+      return health_server.status();
+    }
+    server->health_server_ = *std::move(health_server);
+  }
   if (!options.metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<HttpExporter>> exporter =
         HttpExporter::Start(options.metrics_listen, server->metrics_.get());
@@ -180,11 +220,18 @@ absl::Status WeightServer::ReloadTokens() {
 void WeightServer::Shutdown(absl::Duration grace) {
   if (server_ == nullptr || shut_down_.exchange(true)) return;
   health_->BeginShutdown();
-  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
+  const auto deadline = std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace);
+  // Blocks until the main port has drained or the deadline passed.
+  server_->Shutdown(deadline);
+  // Probes saw NOT_SERVING on the health port all along. Its Watch streams
+  // ended at BeginShutdown; gRPC still waits, at most until the deadline,
+  // for clients to close idle connections after its GOAWAY.
+  if (health_server_ != nullptr) health_server_->Shutdown(deadline);
 }
 
 void WeightServer::Wait() {
   if (server_ != nullptr) server_->Wait();
+  if (health_server_ != nullptr) health_server_->Wait();
 }
 
 }  // namespace weightd

@@ -1,5 +1,6 @@
 // The weightd server: model store + gRPC services (WeightService,
-// AdminService, grpc.health.v1.Health, server reflection) on one port.
+// AdminService, grpc.health.v1.Health, server reflection) on one port, and
+// optionally grpc.health.v1.Health alone on a plaintext port for probes.
 #ifndef WEIGHTD_SERVER_WEIGHT_SERVER_H_
 #define WEIGHTD_SERVER_WEIGHT_SERVER_H_
 
@@ -48,6 +49,11 @@ struct ServerOptions {
   std::string auth_tokens_file;
   // HOST:PORT of the Prometheus endpoint (GET /metrics); empty: none.
   std::string metrics_listen;
+  // HOST:PORT of a second, plaintext port that serves grpc.health.v1.Health
+  // only (no auth), for probes that cannot speak TLS (the kubelet's). It
+  // shares the health state of the main port, so a drain shows on it too,
+  // and it keeps answering until the main port has drained. Empty: none.
+  std::string health_listen;
 
   // Limits. Requests larger than this are refused by gRPC with
   // RESOURCE_EXHAUSTED.
@@ -77,6 +83,8 @@ class WeightServer {
   ~WeightServer();
 
   int port() const { return port_; }
+  // The health-only port; 0 without health_listen.
+  int health_port() const { return health_port_; }
   // The metrics endpoint's port; 0 without metrics_listen.
   int metrics_port() const { return exporter_ == nullptr ? 0 : exporter_->port(); }
   ModelStore& store() { return *store_; }
@@ -87,7 +95,9 @@ class WeightServer {
   absl::Status ReloadTokens();
 
   // Health goes NOT_SERVING (watchers are told and their streams end), then
-  // RPCs in flight get `grace` to finish before they are cancelled.
+  // RPCs in flight get `grace` to finish before they are cancelled. New
+  // calls on the main port are refused from the start; the health port
+  // answers (NOT_SERVING) until the main port has drained, then stops.
   // Idempotent.
   void Shutdown(absl::Duration grace);
   // Blocks until Shutdown has completed.
@@ -105,8 +115,10 @@ class WeightServer {
   std::unique_ptr<WeightService> weight_service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;  // health_listen; may be null
   std::unique_ptr<HttpExporter> exporter_;
   int port_ = 0;
+  int health_port_ = 0;
   std::atomic<bool> shut_down_{false};
 };
 

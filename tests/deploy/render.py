@@ -7,8 +7,8 @@ Supports exactly what deploy/k8s uses: `resources` (files and directories
 with a kustomization.yaml, recursively), `namespace`, `labels` with
 includeSelectors: false (metadata.labels only), `images` (newName/newTag by
 image name) and `patches` by `path` as strategic-merge patches, merging maps
-recursively and lists of maps by their `name`. Anything else is an error, not
-silently ignored. validate.sh checks this renderer against `kubectl kustomize`
+recursively and lists of maps by their `name` (new items first, as kubectl).
+Anything else is an error, not silently ignored. validate.sh checks this renderer against `kubectl kustomize`
 wherever both exist, so the subset cannot drift from the real thing unseen.
 """
 import copy
@@ -28,14 +28,17 @@ def merge(base, patch):
         return out
     if (isinstance(base, list) and isinstance(patch, list) and
             all(isinstance(x, dict) and "name" in x for x in base + patch)):
+        # As kubectl's strategic merge: items new to the list come first (in
+        # patch order), then the existing ones, merged with their patch item.
         out = list(base)
+        added = []
         for item in patch:
             at = next((i for i, x in enumerate(out) if x["name"] == item["name"]), None)
             if at is None:
-                out.append(copy.deepcopy(item))
+                added.append(copy.deepcopy(item))
             else:
                 out[at] = merge(out[at], item)
-        return out
+        return added + out
     return copy.deepcopy(patch)
 
 

@@ -47,6 +47,13 @@ for (const obj of docs) {
 const byKind = (kind) => docs.filter((d) => d.kind === kind);
 const deployments = byKind("Deployment");
 if (deployments.length !== 1) fail("Deployment", `expected 1, got ${deployments.length}`);
+// The kubelet probes in plaintext: with --tls_cert in the flags the probes
+// must use the plaintext health-only port (--health_listen), else 50051 or it.
+const flagsMap = byKind("ConfigMap").find((m) => m.metadata.name === "weightd-flags");
+const flags = flagsMap?.data?.["weightd.flags"] ?? "";
+const healthPort = Number(flags.match(/^--health_listen=\S*:(\d+)\s*$/m)?.[1] ?? NaN);
+const tls = /^--tls_cert=/m.test(flags);
+const probePorts = tls ? [healthPort] : [50051, healthPort];
 for (const d of deployments) {
   const pod = d.spec.template.spec;
   if (pod.securityContext?.runAsNonRoot !== true) fail("Deployment", "runAsNonRoot not set");
@@ -55,7 +62,10 @@ for (const d of deployments) {
       fail(`container ${c.name}`, "readOnlyRootFilesystem not set");
     }
     for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
-      if (c[probe]?.grpc?.port !== 50051) fail(`container ${c.name}`, `${probe} is not grpc:50051`);
+      if (!probePorts.includes(c[probe]?.grpc?.port)) {
+        fail(`container ${c.name}`, `${probe} is not grpc on ${probePorts.filter((p) => p)}` +
+             (tls ? " (TLS: probes need --health_listen)" : ""));
+      }
     }
     const models = (c.volumeMounts || []).find((m) => m.mountPath === "/models");
     if (models?.readOnly !== true) fail(`container ${c.name}`, "/models is not mounted read-only");

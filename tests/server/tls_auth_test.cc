@@ -71,7 +71,7 @@ class TlsAuthTest : public ServerTest {
     fs::remove(tokens_file_);
   }
 
-  void Start(bool tls, bool mtls, bool tokens) {
+  void Start(bool tls, bool mtls, bool tokens, const std::string& health_listen = "") {
     const Certificates& certs = Certificates::Get();
     ServerOptions options;
     options.repository = repo_;
@@ -82,6 +82,7 @@ class TlsAuthTest : public ServerTest {
     }
     if (mtls) options.tls_client_ca = certs.Path("ca.pem");
     if (tokens) options.auth_tokens_file = tokens_file_;
+    options.health_listen = health_listen;
     absl::StatusOr<std::unique_ptr<WeightServer>> server = WeightServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -204,6 +205,74 @@ TEST_F(TlsAuthTest, HealthAnswersWithoutToken) {
   Start(true, false, true);
   Connect(true, false);
   EXPECT_TRUE(Health().ok());
+}
+
+// A plaintext channel to the health-only port (--health_listen).
+std::shared_ptr<grpc::Channel> HealthPortChannel(const WeightServer& server) {
+  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", server.health_port()),
+                             grpc::InsecureChannelCredentials());
+}
+
+grpc::health::v1::HealthCheckResponse::ServingStatus CheckOn(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& service) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status status =
+      grpc::health::v1::Health::NewStub(channel)->Check(&context, request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return response.status();
+}
+
+TEST_F(TlsAuthTest, HealthPortAnswersPlaintextProbesWhileTheMainPortNeedsMtls) {
+  Start(/*tls=*/true, /*mtls=*/true, /*tokens=*/true, "127.0.0.1:0");
+  ASSERT_NE(server_->health_port(), 0);
+  ASSERT_NE(server_->health_port(), server_->port());
+  std::shared_ptr<grpc::Channel> health = HealthPortChannel(*server_);
+  EXPECT_EQ(CheckOn(health, ""), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(CheckOn(health, "weightd.v1.WeightService"),
+            grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(CheckOn(health, "weightd.v1.WeightService/lenet"),
+            grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(TlsAuthTest, HealthPortDoesNotServeTheWeightService) {
+  Start(true, true, true, "127.0.0.1:0");
+  std::unique_ptr<v1::WeightService::Stub> stub =
+      v1::WeightService::NewStub(HealthPortChannel(*server_));
+  grpc::ClientContext context;
+  Prepare(&context, kAdminToken);
+  v1::ListModelsResponse response;
+  EXPECT_EQ(stub->ListModels(&context, v1::ListModelsRequest(), &response).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(TlsAuthTest, HealthPortReportsTheDrain) {
+  Start(true, false, true, "127.0.0.1:0");
+  std::shared_ptr<grpc::Channel> health = HealthPortChannel(*server_);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  grpc::health::v1::HealthCheckRequest request;
+  std::unique_ptr<grpc::ClientReader<grpc::health::v1::HealthCheckResponse>> watch =
+      grpc::health::v1::Health::NewStub(health)->Watch(&context, request);
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  server_->Shutdown(absl::Seconds(5));
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(watch->Read(&response));
+}
+
+TEST_F(TlsAuthTest, HealthPortThatCannotBeBoundFailsStartNamingTheFlag) {
+  ServerOptions options;
+  options.repository = repo_;
+  options.health_listen = "192.0.2.1:0";  // TEST-NET-1: no local interface has it
+  absl::StatusOr<std::unique_ptr<WeightServer>> second = WeightServer::Start(options);
+  EXPECT_FALSE(second.ok());
+  EXPECT_THAT(second.status().message(), HasSubstr("--health_listen"));
 }
 
 TEST_F(TlsAuthTest, FetchWithoutTokenIsUnauthenticated) {
