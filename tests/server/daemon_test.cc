@@ -3,39 +3,107 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/server/server_test_util.h"
 
+namespace weightd::testing {
 namespace {
 
-TEST(Daemon, PrintsThePortThenExitsCleanlyOnSigterm) {
-  int out[2];
-  ASSERT_EQ(pipe(out), 0);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    dup2(out[1], 1);
-    close(out[0]);
-    execl(WEIGHTD_BINARY, "weightd", "--repository", WEIGHTD_SERVER_TEST_DATA "/repo",
-          "--listen", "127.0.0.1:0", "--drain_seconds", "1", "--minloglevel", "2",
-          static_cast<char*>(nullptr));
-    _exit(127);
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+// A weightd process with its stdout on a pipe. Killed (SIGKILL) if a test
+// leaves it running.
+class Daemon {
+ public:
+  explicit Daemon(std::vector<std::string> args) {
+    int out[2];
+    if (pipe(out) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], 1);
+      close(out[0]);
+      std::vector<char*> argv;
+      argv.push_back(const_cast<char*>("weightd"));
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(WEIGHTD_BINARY, argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    stdout_ = fdopen(out[0], "r");
   }
-  close(out[1]);
-  FILE* stdout_of_child = fdopen(out[0], "r");
-  char line[256] = {};
-  ASSERT_NE(fgets(line, sizeof(line), stdout_of_child), nullptr);
+  ~Daemon() {
+    if (pid_ > 0 && !exit_status_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (stdout_ != nullptr) fclose(stdout_);
+  }
+
+  pid_t pid() const { return pid_; }
+
+  // The next stdout line without its newline; empty at EOF.
+  std::string ReadLine() {
+    char line[256] = {};
+    if (stdout_ == nullptr || fgets(line, sizeof(line), stdout_) == nullptr) return "";
+    std::string s(line);
+    if (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  }
+
+  // The wait status once the process has ended within `timeout`.
+  std::optional<int> WaitForExit(absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (!exit_status_ && absl::Now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exit_status_ = status;
+      } else {
+        absl::SleepFor(absl::Milliseconds(20));
+      }
+    }
+    return exit_status_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* stdout_ = nullptr;
+  std::optional<int> exit_status_;
+};
+
+// "listening on 127.0.0.1:PORT" -> "127.0.0.1:PORT".
+std::string AddressOf(const std::string& line) {
+  std::vector<std::string> words = absl::StrSplit(line, ' ');
+  return words.back();
+}
+
+std::chrono::system_clock::time_point In(absl::Duration d) {
+  return absl::ToChronoTime(absl::Now() + d);
+}
+
+TEST(Daemon, PrintsThePortThenExitsCleanlyOnSigterm) {
+  Daemon daemon({"--repository", TestDataDir() + "/repo", "--listen", "127.0.0.1:0",
+                 "--drain_seconds", "1", "--minloglevel", "2"});
+  ASSERT_GT(daemon.pid(), 0);
+  const std::string line = daemon.ReadLine();
   EXPECT_TRUE(absl::StartsWith(line, "listening on 127.0.0.1:")) << line;
-  EXPECT_NE(std::string(line), "listening on 127.0.0.1:0\n");
-  kill(pid, SIGTERM);
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  EXPECT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
-  fclose(stdout_of_child);
+  EXPECT_NE(line, "listening on 127.0.0.1:0");
+  kill(daemon.pid(), SIGTERM);
+  std::optional<int> status = daemon.WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(status.has_value()) << "weightd did not exit after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
 }
 
 TEST(Daemon, FailsWithoutARepository) {
@@ -52,4 +120,113 @@ TEST(Daemon, FailsWithoutARepository) {
   EXPECT_EQ(WEXITSTATUS(status), 2);
 }
 
+// SIGTERM while a Fetch stream is open: health turns NOT_SERVING (on a Watch
+// opened before, and on new Checks to the health port, which keeps answering
+// while the main port drains), the stream still delivers every byte, and
+// the process exits 0. The stream is held open by not reading it: flow
+// control stops the server long before the 4 MiB are sent.
+TEST(Daemon, SigtermDrainsAnOpenStreamAndReportsNotServing) {
+  Daemon daemon({"--repository", TestDataDir() + "/repo", "--listen", "127.0.0.1:0",
+                 "--health_listen", "127.0.0.1:0", "--drain_seconds", "20", "--minloglevel",
+                 "2"});
+  ASSERT_GT(daemon.pid(), 0);
+  const std::string listening = daemon.ReadLine();
+  ASSERT_TRUE(absl::StartsWith(listening, "listening on ")) << listening;
+  const std::string health_line = daemon.ReadLine();
+  ASSERT_TRUE(absl::StartsWith(health_line, "health on ")) << health_line;
+
+  // No BDP probing: the receive window stays at 64 KiB, so the server cannot
+  // finish sending before the test reads (which would end the drain early).
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      AddressOf(listening), grpc::InsecureChannelCredentials(), args);
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_stub =
+      grpc::health::v1::Health::NewStub(channel);
+  // Dropped once probed: an idle client connection (read by gRPC's backup
+  // poller only every 5 s) would hold up the health port's own shutdown.
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_port_stub =
+      grpc::health::v1::Health::NewStub(
+          grpc::CreateChannel(AddressOf(health_line), grpc::InsecureChannelCredentials()));
+  std::unique_ptr<v1::WeightService::Stub> stub = v1::WeightService::NewStub(channel);
+
+  grpc::ClientContext watch_context;
+  watch_context.set_deadline(In(absl::Seconds(120)));
+  std::unique_ptr<grpc::ClientReader<HealthCheckResponse>> watch =
+      health_stub->Watch(&watch_context, HealthCheckRequest());
+  HealthCheckResponse health;
+  ASSERT_TRUE(watch->Read(&health));
+  ASSERT_EQ(health.status(), HealthCheckResponse::SERVING);
+
+  grpc::ClientContext fetch_context;
+  fetch_context.set_deadline(In(absl::Seconds(120)));
+  v1::FetchRequest request;
+  request.set_model("big");
+  request.set_chunk_bytes(4096);
+  std::unique_ptr<grpc::ClientReader<v1::FetchResponse>> fetch =
+      stub->Fetch(&fetch_context, request);
+  v1::FetchResponse response;
+  ASSERT_TRUE(fetch->Read(&response));
+  ASSERT_TRUE(response.has_report()) << response.ShortDebugString();
+
+  ASSERT_EQ(kill(daemon.pid(), SIGTERM), 0);
+  const absl::Time sigterm = absl::Now();
+
+  // The watch opened before the signal hears of the drain.
+  ASSERT_TRUE(watch->Read(&health)) << "the health watch ended without NOT_SERVING";
+  EXPECT_EQ(health.status(), HealthCheckResponse::NOT_SERVING);
+
+  // A new probe on the health port sees NOT_SERVING while the stream drains.
+  std::string last_probe;
+  bool saw_not_serving = false;
+  const absl::Time probe_deadline = absl::Now() + absl::Seconds(15);
+  while (!saw_not_serving && absl::Now() < probe_deadline) {
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Seconds(5)));
+    HealthCheckResponse check;
+    grpc::Status status = health_port_stub->Check(&context, HealthCheckRequest(), &check);
+    last_probe = status.ok() ? HealthCheckResponse::ServingStatus_Name(check.status())
+                             : status.error_message();
+    saw_not_serving = status.ok() && check.status() == HealthCheckResponse::NOT_SERVING;
+    if (!saw_not_serving) absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(saw_not_serving) << "last health port answer: " << last_probe;
+  health_port_stub.reset();
+  const absl::Time probed = absl::Now();
+
+  // The open stream completes with every byte.
+  std::vector<FetchedTensor> tensors;
+  while (fetch->Read(&response)) {
+    if (response.has_header()) {
+      tensors.push_back({response.header(), ""});
+    } else if (response.has_chunk()) {
+      ASSERT_FALSE(tensors.empty());
+      ASSERT_EQ(response.chunk().offset(), tensors.back().bytes.size());
+      tensors.back().bytes += response.chunk().data();
+    }
+  }
+  grpc::Status finished = fetch->Finish();
+  const absl::Time fetched = absl::Now();
+  EXPECT_TRUE(finished.ok()) << finished.error_code() << " " << finished.error_message();
+  const nlohmann::json& expected = Expected()["big"];
+  ASSERT_EQ(tensors.size(), expected.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    EXPECT_EQ(tensors[i].header.name(), expected[i]["name"]);
+    EXPECT_EQ(tensors[i].bytes.size(), expected[i]["nbytes"].get<uint64_t>());
+    EXPECT_EQ(Xxh64(tensors[i].bytes), expected[i]["checksum"]) << tensors[i].header.name();
+  }
+
+  std::optional<int> status = daemon.WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(status.has_value()) << "weightd did not exit after the drain";
+  std::printf("probe %s, fetch %s, exit %s after SIGTERM\n",
+              absl::FormatDuration(probed - sigterm).c_str(),
+              absl::FormatDuration(fetched - sigterm).c_str(),
+              absl::FormatDuration(absl::Now() - sigterm).c_str());
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  (void)watch->Finish();
+}
+
 }  // namespace
+}  // namespace weightd::testing
