@@ -229,6 +229,27 @@ absl::Status ZipReader::ParseDirectory() {
     entries_.push_back(std::move(entry));
     pos += kCentralHeaderSize + var_len;
   }
+  // Entries must not share bytes: overlapping entries are how a
+  // non-recursive zip bomb makes one deflated stream count once per entry
+  // (and a stored one alias another record). Each entry spans at least its
+  // local header and its compressed data.
+  std::vector<const ZipEntry*> by_offset;
+  by_offset.reserve(entries_.size());
+  for (const ZipEntry& e : entries_) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(), [](const ZipEntry* a, const ZipEntry* b) {
+    return a->local_header_offset < b->local_header_offset;
+  });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const ZipEntry& a = *by_offset[i - 1];
+    const ZipEntry& b = *by_offset[i];
+    // Both ends were checked to lie before the central directory above.
+    if (a.local_header_offset + kLocalHeaderSize + a.compressed_size > b.local_header_offset) {
+      return Error(absl::StrCat("entries \"", a.name, "\" (offset ", a.local_header_offset,
+                                ", at least ", kLocalHeaderSize + a.compressed_size,
+                                " bytes) and \"", b.name, "\" (offset ", b.local_header_offset,
+                                ") overlap"));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -282,6 +282,17 @@ TEST(ZipTest, RejectsEntryDataRunningPastTheEndOfTheFile) {
   EXPECT_THAT(data.status().message(), HasSubstr("past the end of the file"));
 }
 
+// The non-recursive zip bomb's trick: two central entries, one local record.
+TEST(ZipTest, RejectsEntriesSharingALocalHeader) {
+  std::string zip = WriteZip({{"a", std::string(100, 'x')}, {"b", "y"}});
+  size_t second = CentralPos(zip) + 46 + 1;  // after entry "a" (name length 1)
+  Set32(&zip, second + 42, 0);               // "b" now points at "a"'s local header
+  auto reader = OpenBytes(zip);
+  ASSERT_FALSE(reader.ok());
+  EXPECT_EQ(reader.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(reader.status().message(), HasSubstr("overlap"));
+}
+
 TEST(ZipTest, RejectsDuplicateNames) {
   std::string zip = WriteZip({{"a", "1"}, {"b", "2"}});
   size_t second = CentralPos(zip) + 46 + 1;
