@@ -4,10 +4,11 @@
 Usage: /usr/bin/python3 bad_corpus_test.py WEIGHTCTL [-k SUBSTRING]...
 
 Each bad file (make_bad_corpus.py) must be refused cleanly: exit code 1 (not
-a signal, not 0, not a hang past 5 s, not an allocation past 2 GiB of address
+a signal, not 0, not a hang past 30 s, not an allocation past 2 GiB of address
 space), exactly one line on stderr, naming the file and containing the
-expected part of the reason. Each control file must read fine, so that a bad
-file fails for its own defect and not for a fault of the generator.
+expected part of the reason, and the canary file that hostile payloads would
+`touch` must not exist afterwards. Each control file must read fine, so that a
+bad file fails for its own defect and not for a fault of the generator.
 """
 
 import json
@@ -66,6 +67,8 @@ def make_test_class(manifest):
                           what)
             self.assertIn(entry["expect"], lines[0], "%s: the message does not give the reason" %
                           what)
+            self.assertFalse(os.path.exists(manifest["canary"]),
+                             "%s: the canary exists: a payload ran" % what)
         return test
 
     def good_test(entry):
@@ -73,7 +76,19 @@ def make_test_class(manifest):
             code, _, err = inspect(os.path.join(CORPUS, entry["file"]))
             self.assertEqual(code, 0, "control %s (%s) failed: exit %s\n%s" %
                              (entry["file"], entry["what"], code, err))
+            self.assertFalse(os.path.exists(manifest["canary"]),
+                             "control %s: the canary exists: a payload ran" % entry["file"])
         return test
+
+    def test_canary_works(self):
+        # The payloads' command does create the canary when something runs
+        # it, so its absence after each file means nothing ran.
+        canary = manifest["canary"]
+        self.assertEqual(os.system("touch " + canary), 0)
+        self.assertTrue(os.path.exists(canary))
+        os.remove(canary)
+
+    BadCorpusTest.test_canary_works = test_canary_works
 
     for entry in manifest["bad"]:
         name = os.path.basename(entry["file"]).replace(".", "_").replace("-", "_")

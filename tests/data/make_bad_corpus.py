@@ -5,11 +5,13 @@ Usage: /usr/bin/python3 make_bad_corpus.py OUTDIR
 
 Each file starts from real torch.save (zip and legacy) or safetensors output
 and is corrupted by byte surgery, or is a hand-written pickle / zip built from
-opcodes and records. OUTDIR/manifest.json lists
+opcodes and records (hostile_corpus.py adds pickles that try to run code,
+bombs and polyglots). OUTDIR/manifest.json lists
   "bad":  [{"file", "expect", "what"}]  weightctl inspect must exit 1 with one
           stderr line naming the file and containing `expect`;
   "good": [{"file", "what"}]            controls built by the same helpers,
-          which must read fine (so a bad case fails for its own reason).
+          which must read fine (so a bad case fails for its own reason);
+  "canary": a path that hostile payloads `touch`; it must never exist.
 """
 
 import collections
@@ -518,8 +520,14 @@ def build(outdir):
         json.dumps({"metadata": {"total_size": 16}}).encode(), "weight_map",
         "index without weight_map")
 
+    # Pickles that try to run code, memo/length/zip bombs, polyglots. Their
+    # payloads `touch` the canary, which must never exist.
+    import hostile_corpus  # noqa: E402 (imports this module)
+    canary = os.path.join(outdir, "CANARY-a-pickle-ran")
+    hostile_corpus.add_hostile(add, control, canary)
+
     with open(os.path.join(outdir, "manifest.json"), "w") as f:
-        json.dump({"bad": bad, "good": good}, f, indent=1)
+        json.dump({"bad": bad, "good": good, "canary": canary}, f, indent=1)
     return bad, good
 
 
