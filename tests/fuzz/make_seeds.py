@@ -1,4 +1,7 @@
-"""Seed corpora for the fuzzers, made with real PyTorch: OUT/<fuzzer>/<file>."""
+"""Seed corpora for the fuzzers, made with real PyTorch: OUT/<fuzzer>/<file>.
+
+request_fuzzer's seeds (serialized protos) come from request_seed_writer.
+"""
 import io
 import json
 import os
@@ -23,6 +26,55 @@ def safetensors_bytes(tensors):
     return struct.pack("<Q", len(h)) + h + data
 
 
+def legacy_seeds(sd, views, full):
+    """The legacy format (torch < 1.6): a pickle chain, then raw storages."""
+    torch.manual_seed(1)
+    base = torch.arange(24, dtype=torch.float32)
+    objects = {
+        "state_dict": sd,
+        "views": views,  # storages shared between tensors, offsets, transposes
+        "full": full,    # optimizer state, scalars, strings, None
+        "dtypes": {"f16": torch.ones(3, dtype=torch.float16), "f64": torch.zeros(2, dtype=torch.float64),
+                   "bf16": torch.ones(2, dtype=torch.bfloat16), "i8": torch.tensor([-1, 2], dtype=torch.int8),
+                   "u8": torch.tensor([255], dtype=torch.uint8), "i64": torch.tensor([2**40]),
+                   "bool": torch.tensor([True, False]), "c64": torch.ones(1, dtype=torch.complex64)},
+        "odd_shapes": {"empty": torch.zeros(0, 3), "scalar": torch.tensor(2.5),
+                       "strided": base.view(4, 6)[:, ::2], "expanded": torch.ones(1, 3).expand(4, 3)},
+        "list": [base, base[3:7], (1, "x", None)],
+        "parameter": torch.nn.Parameter(torch.ones(2, 2)),
+    }
+    out = {}
+    for name, obj in objects.items():
+        for proto in (2, 4):
+            buf = io.BytesIO()
+            torch.save(obj, buf, pickle_protocol=proto, _use_new_zipfile_serialization=False)
+            out[f"{name}_p{proto}"] = buf.getvalue()
+    return out
+
+
+def index_seeds():
+    """model.safetensors.index.json files as transformers' save_pretrained
+    writes them (json.dumps(index, indent=2, sort_keys=True) + newline),
+    naming the shards that safetensors_index_fuzzer.cc writes."""
+    shard1, shard2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+    weight_map = {"embed.weight": shard1, "norm.weight": shard1,
+                  "head.weight": shard2, "head.bias": shard2}
+
+    def index(obj):
+        return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+    return {
+        "transformers": index({"metadata": {"total_size": 60}, "weight_map": weight_map}),
+        "no_metadata": index({"weight_map": weight_map}),
+        "metadata_mixed": index({"metadata": {"total_size": 60, "format": "pt", "nested": {"a": [1]}},
+                                 "weight_map": weight_map}),
+        "one_shard": index({"weight_map": {"head.weight": shard2, "head.bias": shard2}}),
+        "missing_tensor": index({"weight_map": dict(weight_map, extra=shard2)}),
+        "path_escape": index({"weight_map": {"head.weight": "../" + shard2}}),
+        "compact": json.dumps({"weight_map": weight_map}, separators=(",", ":")).encode(),
+    }
+
+
 def main(out):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
@@ -42,7 +94,8 @@ def main(out):
         torch.save(obj, buf, pickle_protocol=proto, _use_new_zipfile_serialization=zipped)
         files[f"{'zip' if zipped else 'legacy'}{i}"] = buf.getvalue()
 
-    for name in ("zip_reader", "torch_file", "unpickler", "safetensors", "rules"):
+    for name in ("zip_reader", "torch_file", "torch_legacy", "unpickler", "safetensors",
+                 "safetensors_index", "rules"):
         os.makedirs(os.path.join(out, name), exist_ok=True)
 
     def put(fuzzer, name, data):
@@ -61,6 +114,10 @@ def main(out):
     put("safetensors", "sd", safetensors_bytes(dict(sd)))
     put("safetensors", "mixed", safetensors_bytes({"h": torch.ones(2, 2, dtype=torch.float16),
                                                    "e": torch.zeros(0, 3), "s": torch.tensor(1.0)}))
+    for name, data in legacy_seeds(sd, views, full).items():
+        put("torch_legacy", name, data)
+    for name, data in index_seeds().items():
+        put("safetensors_index", name, data)
     put("rules", "rules", b"strip_prefix:module.\nadd_prefix:backbone.\nregex:^layer(\\d+)\\.=stage\\1.\n")
 
 
