@@ -73,17 +73,26 @@ std::string EncodeChunkPrefix(uint32_t index, uint64_t offset, uint64_t data_siz
   return out;
 }
 
-FetchReactor::FetchReactor(ModelStore* store, grpc::CallbackServerContext* context,
-                           const grpc::ByteBuffer* request, const RequestLimits* limits,
-                           std::function<void()> on_done)
+FetchReactor::FetchReactor(ModelStore* store, WorkPool* pool,
+                           grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                           const RequestLimits* limits, std::function<void()> on_done)
     : on_done_(std::move(on_done)) {
-  absl::MutexLock lock(&mu_);
-  absl::Status status = Begin(store, context, request, limits);
-  if (!status.ok()) {
-    FinishOnce(ToGrpcStatus(status));
-    return;
+  auto start = [this, store, context, request, limits] {
+    absl::MutexLock lock(&mu_);
+    starting_ = false;
+    absl::Status status = cancelled_ ? absl::CancelledError("cancelled while starting")
+                                     : Begin(store, context, request, limits);
+    if (!status.ok()) {
+      FinishOnce(ToGrpcStatus(status));
+      return;
+    }
+    Continue();
+  };
+  if (pool == nullptr) {
+    start();
+  } else {
+    pool->Post(std::move(start));
   }
-  Continue();
 }
 
 absl::Status FetchReactor::Begin(ModelStore* store, grpc::CallbackServerContext* context,
@@ -239,7 +248,7 @@ void FetchReactor::OnWriteDone(bool ok) {
 void FetchReactor::OnCancel() {
   absl::MutexLock lock(&mu_);
   cancelled_ = true;
-  if (!writing_) FinishOnce(grpc::Status::CANCELLED);
+  if (!writing_ && !starting_) FinishOnce(grpc::Status::CANCELLED);
 }
 
 void FetchReactor::FinishOnce(const grpc::Status& status) {

@@ -22,6 +22,7 @@
 #include "server/cache/fetch_plan.h"
 #include "server/cache/model_store.h"
 #include "server/service/request_limits.h"
+#include "server/service/work_pool.h"
 #include "weightd/v1/weightd.pb.h"
 
 namespace weightd {
@@ -46,7 +47,9 @@ std::string EncodeChunkPrefix(uint32_t index, uint64_t offset, uint64_t data_siz
 // (null: none) must outlive the reactor.
 class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  FetchReactor(ModelStore* store, grpc::CallbackServerContext* context,
+  // Parsing, the model's load and the plan run on `pool` (null: inline, in
+  // the constructor), so a load does not hold one of gRPC's threads.
+  FetchReactor(ModelStore* store, WorkPool* pool, grpc::CallbackServerContext* context,
                const grpc::ByteBuffer* request, const RequestLimits* limits = nullptr,
                std::function<void()> on_done = nullptr);
 
@@ -84,6 +87,9 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // Until Begin has run on the pool: a cancel then only marks cancelled_
+  // (finishing would delete the reactor under the pending task).
+  bool starting_ ABSL_GUARDED_BY(mu_) = true;
 };
 
 }  // namespace weightd

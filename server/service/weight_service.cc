@@ -23,6 +23,16 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const absl:
   return reactor;
 }
 
+// Runs `work` on `pool` and finishes the RPC with its status from there: the
+// callback thread returns at once. `work` may use the request and response,
+// which gRPC keeps until Finish.
+grpc::ServerUnaryReactor* Offload(WorkPool* pool, grpc::CallbackServerContext* context,
+                                  std::function<absl::Status()> work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  pool->Post([reactor, work = std::move(work)] { reactor->Finish(ToGrpcStatus(work())); });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const grpc::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(status);
@@ -113,7 +123,9 @@ grpc::ServerUnaryReactor* WeightService::GetManifest(grpc::CallbackServerContext
                                                      v1::GetManifestResponse* response) {
   grpc::Status allowed = Authorize(options_.authorizer, context, Role::kRead);
   if (!allowed.ok()) return Done(context, allowed);
-  return Done(context, weightd::GetManifest(store_, Deadline(context), *request, response));
+  return Offload(pool_.get(), context, [this, deadline = Deadline(context), request, response] {
+    return weightd::GetManifest(store_, deadline, *request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* WeightService::Match(grpc::CallbackServerContext* context,
@@ -123,7 +135,9 @@ grpc::ServerUnaryReactor* WeightService::Match(grpc::CallbackServerContext* cont
   if (!allowed.ok()) return Done(context, allowed);
   absl::Status within = CheckMatchRequest(*request, options_.limits);
   if (!within.ok()) return Done(context, within);
-  return Done(context, DoMatch(store_, Deadline(context), *request, response));
+  return Offload(pool_.get(), context, [this, deadline = Deadline(context), request, response] {
+    return DoMatch(store_, deadline, *request, response);
+  });
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* WeightService::Fetch(
@@ -139,7 +153,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* WeightService::Fetch(
         absl::StrCat("this server already streams ", before, " Fetch calls, its limit "
                      "(--max_active_fetches); retry later or on another replica")));
   }
-  return new FetchReactor(store_, context, request, &options_.limits,
+  return new FetchReactor(store_, pool_.get(), context, request, &options_.limits,
                           [active] { active->fetch_sub(1); });
 }
 
@@ -148,9 +162,11 @@ grpc::ServerUnaryReactor* AdminService::LoadModel(grpc::CallbackServerContext* c
                                                   v1::LoadModelResponse* response) {
   grpc::Status allowed = Authorize(authorizer_, context, Role::kAdmin);
   if (!allowed.ok()) return Done(context, allowed);
-  absl::StatusOr<ModelStatus> status = store_->Load(request->model(), request->version());
-  if (status.ok()) ToProto(*status, response->mutable_model());
-  return Done(context, status.status());
+  return Offload(pool_.get(), context, [this, request, response] {
+    absl::StatusOr<ModelStatus> status = store_->Load(request->model(), request->version());
+    if (status.ok()) ToProto(*status, response->mutable_model());
+    return status.status();
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::UnloadModel(grpc::CallbackServerContext* context,
@@ -166,11 +182,13 @@ grpc::ServerUnaryReactor* AdminService::Rescan(grpc::CallbackServerContext* cont
                                                v1::RescanResponse* response) {
   grpc::Status allowed = Authorize(authorizer_, context, Role::kAdmin);
   if (!allowed.ok()) return Done(context, allowed);
-  absl::StatusOr<std::vector<ModelStatus>> models = store_->Rescan();
-  if (models.ok()) {
-    for (const ModelStatus& model : *models) ToProto(model, response->add_models());
-  }
-  return Done(context, models.status());
+  return Offload(pool_.get(), context, [this, response] {
+    absl::StatusOr<std::vector<ModelStatus>> models = store_->Rescan();
+    if (models.ok()) {
+      for (const ModelStatus& model : *models) ToProto(model, response->add_models());
+    }
+    return models.status();
+  });
 }
 
 }  // namespace weightd

@@ -4,10 +4,12 @@
 #define WEIGHTD_SERVER_SERVICE_WEIGHT_SERVICE_H_
 
 #include <atomic>
+#include <memory>
 
 #include "server/auth/authorizer.h"
 #include "server/cache/model_store.h"
 #include "server/service/request_limits.h"
+#include "server/service/work_pool.h"
 #include "weightd/v1/weightd.grpc.pb.h"
 
 namespace weightd {
@@ -23,6 +25,10 @@ struct WeightServiceOptions {
   // Fetch streams open at once, server-wide; past it Fetch answers
   // RESOURCE_EXHAUSTED. 0: unlimited.
   uint32_t max_active_fetches = 0;
+  // Threads for the parts of GetManifest, Match and Fetch that may block on
+  // a checkpoint load (see work_pool.h); loads of distinct models run in
+  // parallel up to this many.
+  int blocking_threads = 8;
 };
 
 // Thread-safe. `store` (and options.authorizer) must outlive the service.
@@ -31,7 +37,9 @@ struct WeightServiceOptions {
 class WeightService final : public WeightServiceBase {
  public:
   explicit WeightService(ModelStore* store, WeightServiceOptions options = {})
-      : store_(store), options_(options) {}
+      : store_(store),
+        options_(options),
+        pool_(std::make_unique<WorkPool>(options.blocking_threads)) {}
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,
@@ -48,6 +56,9 @@ class WeightService final : public WeightServiceBase {
  private:
   ModelStore* const store_;
   const WeightServiceOptions options_;
+  // Destroyed (joined) with the service, after the gRPC server that posts to
+  // it has shut down.
+  std::unique_ptr<WorkPool> pool_;
   // Shared with the reactors' on_done, which may run after the service is
   // gone only if the server outlived it (it does not), but cheap to be safe.
   std::shared_ptr<std::atomic<uint32_t>> active_fetches_ =
@@ -59,7 +70,7 @@ class WeightService final : public WeightServiceBase {
 class AdminService final : public v1::AdminService::CallbackService {
  public:
   explicit AdminService(ModelStore* store, const Authorizer* authorizer = nullptr)
-      : store_(store), authorizer_(authorizer) {}
+      : store_(store), authorizer_(authorizer), pool_(std::make_unique<WorkPool>(2)) {}
 
   grpc::ServerUnaryReactor* LoadModel(grpc::CallbackServerContext* context,
                                       const v1::LoadModelRequest* request,
@@ -74,6 +85,7 @@ class AdminService final : public v1::AdminService::CallbackService {
  private:
   ModelStore* const store_;
   const Authorizer* const authorizer_;
+  std::unique_ptr<WorkPool> pool_;  // LoadModel and Rescan load checkpoints
 };
 
 }  // namespace weightd
