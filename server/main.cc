@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
   options.listen = FLAGS_listen;
   options.host_cache_bytes = FLAGS_host_cache_bytes;
   options.preload = FLAGS_preload;
+  options.on_warning = [](absl::string_view warning) { LOG(WARNING) << warning; };
   options.tls_cert = FLAGS_tls_cert;
   options.tls_key = FLAGS_tls_key;
   options.tls_client_ca = FLAGS_tls_client_ca;

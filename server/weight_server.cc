@@ -134,6 +134,7 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   store_options.model_config_dir = options.model_config_dir;
   store_options.host_cache_bytes = options.host_cache_bytes;
   store_options.preload = options.preload;
+  store_options.on_warning = options.on_warning;
   store_options.metrics = server->metrics_.get();
   absl::StatusOr<std::unique_ptr<ModelStore>> store = ModelStore::Open(store_options);
   if (!store.ok()) return store.status();

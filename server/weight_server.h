@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,8 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:0";
   uint64_t host_cache_bytes = 0;  // 0: unlimited
   bool preload = false;
+  // Repository scan warnings (skipped entries); main logs them. Null: dropped.
+  std::function<void(absl::string_view)> on_warning;
 
   // TLS, PEM file paths. With tls_cert and tls_key the port speaks TLS only;
   // with tls_client_ca too, clients must present a certificate it signed.

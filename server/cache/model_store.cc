@@ -49,6 +49,9 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(StoreOptions option
   absl::StatusOr<std::vector<ModelEntry>> scanned =
       ScanRepository(options.repository, &warnings, options.model_config_dir);
   if (!scanned.ok()) return scanned.status();
+  if (options.on_warning) {
+    for (const std::string& warning : warnings) options.on_warning(warning);
+  }
   std::unique_ptr<ModelStore> store(new ModelStore(std::move(options)));
   std::vector<std::string> preload;
   {
@@ -292,6 +295,9 @@ absl::StatusOr<std::vector<ModelStatus>> ModelStore::Rescan() {
   absl::StatusOr<std::vector<ModelEntry>> scanned =
       ScanRepository(options_.repository, &warnings, options_.model_config_dir);
   if (!scanned.ok()) return scanned.status();
+  if (options_.on_warning) {
+    for (const std::string& warning : warnings) options_.on_warning(warning);
+  }
   {
     absl::MutexLock lock(&mu_);
     Install(*std::move(scanned));

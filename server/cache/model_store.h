@@ -39,6 +39,10 @@ struct StoreOptions {
   // Load the newest version of every model at Open (else only models whose
   // model.pbtxt says `preload: true`).
   bool preload = false;
+  // Told each warning of a repository scan (Open and Rescan): entries skipped
+  // for an invalid name, config-dir files for unknown models. Null: dropped.
+  // Called without the store's lock held.
+  std::function<void(absl::string_view)> on_warning;
   // Where cache hits/misses and load times are recorded; null: nowhere.
   // Must outlive the store.
   MetricsRegistry* metrics = nullptr;

@@ -159,6 +159,21 @@ TEST_F(ConfigDirTest, StoreFailsTheModelWithTheFileAsReasonAndRescanReReads) {
   EXPECT_EQ((*store)->Config("m")->select(), "from_repo") << "back to the repository's file";
 }
 
+TEST_F(ConfigDirTest, StoreReportsScanWarningsOnOpenAndRescan) {
+  WriteConfig("nope.pbtxt", "select: \"x\"\n");
+  std::vector<std::string> warnings;
+  StoreOptions options;
+  options.repository = repo_;
+  options.model_config_dir = dir_;
+  options.on_warning = [&](absl::string_view w) { warnings.emplace_back(w); };
+  absl::StatusOr<std::unique_ptr<ModelStore>> store = ModelStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_THAT(warnings[0], HasSubstr("nope.pbtxt"));
+  ASSERT_TRUE((*store)->Rescan().ok());
+  EXPECT_EQ(warnings.size(), 2u);
+}
+
 TEST_F(ConfigDirTest, StoreOpenFailsOnAMissingDirectory) {
   StoreOptions options;
   options.repository = repo_;
