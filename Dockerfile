@@ -44,8 +44,10 @@ RUN apt-get update -q \
 COPY --from=build /out/bin/weightd /out/bin/weightctl /usr/local/bin/
 # The default repository; mount the real one here (read-only is enough).
 VOLUME /models
-# gRPC (WeightService, AdminService, Health, reflection) and Prometheus metrics.
-EXPOSE 50051 9090
+# gRPC (WeightService, AdminService, Health, reflection), the plaintext
+# health-only port for kubelet probes when TLS is on (--health_listen, see
+# deploy/k8s/overlays/tls) and Prometheus metrics.
+EXPOSE 50051 8081 9090
 USER 10001:10001
 ENTRYPOINT ["/usr/local/bin/weightd"]
 CMD ["--repository=/models", "--listen=0.0.0.0:50051", "--metrics_listen=0.0.0.0:9090"]
