@@ -23,6 +23,10 @@ DEFINE_uint64(host_cache_bytes, 0,
               "models no stream holds are evicted past it. 0: unlimited");
 DEFINE_bool(preload, false, "Load the newest version of every model at start-up instead of on "
                             "first use");
+DEFINE_int32(load_threads, 8, "Threads that load checkpoints and run the GetManifest/Match/Fetch "
+                              "work waiting on a load, so gRPC's own threads (health checks "
+                              "included) never block on a file; distinct models load in "
+                              "parallel up to this many");
 DEFINE_double(drain_seconds, 10, "On SIGTERM/SIGINT: seconds RPCs in flight get to finish");
 
 DEFINE_string(tls_cert, "", "PEM server certificate (chain); with --tls_key the port speaks TLS "
@@ -65,14 +69,15 @@ constexpr char kUsage[] =
     "serves PyTorch checkpoints over gRPC (weightd.v1.WeightService, AdminService, "
     "grpc.health.v1.Health, reflection).\n\n"
     "  weightd --repository DIR [--model_config_dir DIR] [--listen HOST:PORT]\n"
-    "          [--host_cache_bytes N] [--preload] [--drain_seconds S]\n"
+    "          [--host_cache_bytes N] [--preload] [--load_threads N] [--drain_seconds S]\n"
     "          [--tls_cert PEM --tls_key PEM [--tls_client_ca PEM]]\n"
     "          [--auth_tokens_file FILE] [--metrics_listen HOST:PORT] [--health_listen HOST:PORT]\n"
     "          [limits...]";
 
 constexpr const char* kOwnFlags[] = {
     "repository",        "model_config_dir",       "listen",
-    "host_cache_bytes",  "preload",                "drain_seconds",
+    "host_cache_bytes",  "preload",                "load_threads",
+    "drain_seconds",
     "tls_cert",          "tls_key",                "tls_client_ca",
     "auth_tokens_file",  "metrics_listen",         "health_listen",
     "max_request_bytes", "max_concurrent_streams", "max_active_fetches",
@@ -111,6 +116,11 @@ int main(int argc, char** argv) {
     std::cerr << "weightd: --repository is required (see --help)\n";
     return 2;
   }
+  if (FLAGS_load_threads < 1 || FLAGS_load_threads > 1024) {
+    std::cerr << "weightd: --load_threads must be between 1 and 1024, not " << FLAGS_load_threads
+              << "\n";
+    return 2;
+  }
 
   // Signals are taken by sigwait below; block them before gRPC starts its
   // threads so none of those receives them.
@@ -127,6 +137,7 @@ int main(int argc, char** argv) {
   options.listen = FLAGS_listen;
   options.host_cache_bytes = FLAGS_host_cache_bytes;
   options.preload = FLAGS_preload;
+  options.load_threads = FLAGS_load_threads;
   options.on_warning = [](absl::string_view warning) { LOG(WARNING) << warning; };
   options.tls_cert = FLAGS_tls_cert;
   options.tls_key = FLAGS_tls_key;

@@ -144,6 +144,7 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   service_options.authorizer = server->authorizer_.get();
   service_options.limits = options.request_limits;
   service_options.max_active_fetches = options.max_active_fetches;
+  service_options.blocking_threads = options.load_threads;
   server->health_ = std::make_unique<HealthService>(server->store_.get());
   server->weight_service_ = std::make_unique<WeightService>(server->store_.get(), service_options);
   server->admin_service_ =

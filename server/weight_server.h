@@ -38,6 +38,9 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:0";
   uint64_t host_cache_bytes = 0;  // 0: unlimited
   bool preload = false;
+  // Threads that run checkpoint loads and the RPC work waiting on them (see
+  // server/service/work_pool.h), off gRPC's callback threads.
+  int load_threads = 8;
   // Repository scan warnings (skipped entries); main logs them. Null: dropped.
   std::function<void(absl::string_view)> on_warning;
 

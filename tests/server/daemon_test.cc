@@ -106,18 +106,33 @@ TEST(Daemon, PrintsThePortThenExitsCleanlyOnSigterm) {
   EXPECT_EQ(WEXITSTATUS(*status), 0);
 }
 
-TEST(Daemon, FailsWithoutARepository) {
+// The exit status of weightd run with `flags` that make it refuse to start
+// (stderr discarded); -1 if it did not exit.
+int ExitStatusOfBadStart(const std::vector<std::string>& flags) {
+  std::vector<std::string> args = {"weightd"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_t pid = fork();
-  ASSERT_GE(pid, 0);
   if (pid == 0) {
     freopen("/dev/null", "w", stderr);
-    execl(WEIGHTD_BINARY, "weightd", "--listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+    execv(WEIGHTD_BINARY, argv.data());
     _exit(127);
   }
   int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  EXPECT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 2);
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+TEST(Daemon, FailsWithoutARepository) {
+  EXPECT_EQ(ExitStatusOfBadStart({"--listen", "127.0.0.1:0"}), 2);
+}
+
+TEST(Daemon, RefusesZeroLoadThreads) {
+  EXPECT_EQ(ExitStatusOfBadStart({"--repository", TestDataDir() + "/repo", "--listen",
+                                  "127.0.0.1:0", "--load_threads", "0"}),
+            2);
 }
 
 // SIGTERM while a Fetch stream is open: health turns NOT_SERVING (on a Watch
