@@ -1,4 +1,4 @@
-// Client's private state, shared by client.cc and load.cc.
+// ClientCore's private state, shared by the client library's sources.
 #ifndef WEIGHTD_CLIENT_CLIENT_IMPL_H_
 #define WEIGHTD_CLIENT_CLIENT_IMPL_H_
 
@@ -7,12 +7,12 @@
 #include <memory>
 
 #include "absl/status/status.h"
-#include "client/client.h"
+#include "client/client_core.h"
 #include "weightd/v1/weightd.grpc.pb.h"
 
 namespace weightd {
 
-struct Client::Impl {
+struct ClientCore::Impl {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::WeightService::Stub> stub;
 

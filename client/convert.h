@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "client/client.h"
+#include "client/client_core.h"
 #include "core/match/match.h"
 #include "weightd/v1/weightd.pb.h"
 

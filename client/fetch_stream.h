@@ -7,11 +7,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
-#include "client/client.h"
+#include "client/client_core.h"
 #include "weightd/v1/weightd.grpc.pb.h"
 
 namespace weightd::client_internal {
@@ -27,6 +29,20 @@ class FetchSink {
   virtual absl::Status OnChunk(absl::string_view data, uint64_t offset) = 0;
   // All bytes of the current tensor arrived and their checksum matched.
   virtual absl::Status OnTensorDone() = 0;
+};
+
+// Where a fetch without a target puts tensors (ClientCore::FetchInto): the
+// names arrive renamed by the rules and unique, in checkpoint order.
+class TensorSink {
+ public:
+  virtual ~TensorSink() = default;
+  // A tensor begins; `nbytes` fits `shape` and `dtype`.
+  virtual absl::Status Begin(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                             uint64_t nbytes) = 0;
+  // The next bytes of the current tensor, at `offset` (consecutive, in range).
+  virtual void Write(absl::string_view data, uint64_t offset) = 0;
+  // All bytes arrived and their checksum matched.
+  virtual absl::Status End() = 0;
 };
 
 // Runs `request` to its end. The stream's own error status is returned as

@@ -259,12 +259,13 @@ absl::Status Client::Load(torch::nn::Module& module, const std::string& model,
   }
   if (cast) request.set_cast_dtype(std::string(DTypeName(*cast)));
   request.set_chunk_bytes(options.chunk_bytes);
-  request.set_max_receive_bytes(options_.max_receive_bytes);
+  request.set_max_receive_bytes(ClientCore::options().max_receive_bytes);
 
   torch::NoGradGuard no_grad;
   const bool cuda = AnyCuda(targets);
   LoadSink sink(options, cast, std::move(targets), report);
-  absl::Status status = client_internal::RunFetch(impl_->stub.get(), options_, request, &sink);
+  absl::Status status =
+      client_internal::RunFetch(impl()->stub.get(), ClientCore::options(), request, &sink);
   if (status.ok()) status = sink.Commit();
   if (cuda) torch::cuda::synchronize();
   report->seconds = absl::ToDoubleSeconds(absl::Now() - start);

@@ -356,6 +356,31 @@ TEST_F(ClientTest, FetchCastsOnTheServer) {
   EXPECT_EQ((*tensors)["fc1.weight"].scalar_type(), torch::kFloat16);
 }
 
+// ClientCore, without LibTorch: what weightctl pull writes from.
+TEST_F(ClientTest, FetchHostReturnsContiguousBytesInCheckpointOrder) {
+  ClientCore core(client_->options());
+  absl::StatusOr<StateDict> tensors = core.FetchHost("lenet");
+  ASSERT_TRUE(tensors.ok()) << tensors.status();
+  const auto expected = ExpectedChecksums("lenet");
+  std::vector<std::string> names;
+  for (const auto& [name, tensor] : *tensors) {
+    names.push_back(name);
+    EXPECT_TRUE(tensor.is_contiguous()) << name;
+    EXPECT_EQ(absl::StrCat(absl::Hex(tensor.Checksum(), absl::kZeroPad16)), expected.at(name))
+        << name;
+  }
+  EXPECT_EQ(names, Expected().at("lenet_order").get<std::vector<std::string>>());
+}
+
+TEST_F(ClientTest, FetchHostRejectsRulesThatRenameTwoTensorsToOne) {
+  ClientCore core(client_->options());
+  FetchSpec spec;
+  spec.rules.rules = {RegexRule("\\.(weight|bias)$", "")};
+  absl::StatusOr<StateDict> tensors = core.FetchHost("lenet", spec);
+  EXPECT_EQ(tensors.status().code(), absl::StatusCode::kInvalidArgument) << tensors.status();
+  EXPECT_THAT(tensors.status().message(), HasSubstr("rename two tensors"));
+}
+
 TEST_F(ClientTest, DnsTargetWithRoundRobinReachesTheServer) {
   ClientOptions options;
   options.target = absl::StrCat("dns:///127.0.0.1:", server_->port());

@@ -1,0 +1,178 @@
+// weightd::ClientCore: the weightd client without LibTorch (DESIGN.md
+// section 6): channel, ListModels, GetManifest, Match against an explicit
+// target, and Fetch into host memory. weightd::Client (client/client.h) adds
+// LibTorch on top: Match against a module, Fetch onto a device, Load.
+//
+//   weightd::ClientCore client(weightd::ClientOptions{.target = "localhost:50051"});
+//   absl::StatusOr<weightd::StateDict> sd = client.FetchHost("resnet50");
+//
+// Thread-safe: one ClientCore (one gRPC channel) may serve calls from many
+// threads at once.
+//
+// Errors are absl::Status with the server's code (NotFound for an unknown
+// model, ...). UNAVAILABLE (server not up yet, connection refused) is retried
+// with exponential backoff before any tensor byte has arrived.
+#ifndef WEIGHTD_CLIENT_CLIENT_CORE_H_
+#define WEIGHTD_CLIENT_CLIENT_CORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "core/checkpoint/checkpoint.h"
+#include "core/checkpoint/dtype.h"
+#include "core/match/match.h"
+#include "core/match/rules.h"
+
+namespace weightd {
+
+struct ClientOptions {
+  // gRPC target: "host:port", "dns:///host:port" (every address the name
+  // resolves to, e.g. a Kubernetes headless Service), "unix:/path".
+  std::string target = "localhost:50051";
+  // gRPC load-balancing policy over the resolved addresses.
+  std::string load_balancing_policy = "round_robin";
+  // Largest message the client accepts; sent to the server so that Fetch
+  // chunks never exceed it (they are 1 MiB by default).
+  uint32_t max_receive_bytes = 16 << 20;
+  // Deadline of each unary call and of each whole Fetch/Load stream.
+  absl::Duration deadline = absl::Minutes(10);
+  // UNAVAILABLE is retried up to `max_attempts` calls in all, waiting
+  // initial_backoff, then x backoff_multiplier each time, at most max_backoff.
+  int max_attempts = 5;
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  double backoff_multiplier = 2.0;
+  // TLS: PEM file of the CA that signed the server certificate; empty:
+  // plaintext. An unreadable file leaves the system roots (calls then fail
+  // with UNAVAILABLE if they do not cover the server).
+  std::string tls_ca;
+  // mTLS: PEM client certificate and key, with tls_ca.
+  std::string tls_cert;
+  std::string tls_key;
+  // Bearer token sent as "authorization: Bearer TOKEN" on every call (also
+  // over plaintext, for servers behind a TLS-terminating proxy); empty: the
+  // WEIGHTD_TOKEN environment variable, if set.
+  std::string token;
+};
+
+// One version of a model, as ListModels describes it.
+struct ModelVersionInfo {
+  int64_t version = 0;
+  std::string state;   // "unloaded", "loading", "ready", "failed"
+  std::string reason;  // why the last load failed
+  std::string format;  // torch_zip, torch_legacy, safetensors, ...
+  std::string path;
+  uint64_t tensor_count = 0;
+  uint64_t bytes = 0;
+  std::string cache_tier;  // "host", "cuda:0"; empty when not cached
+  std::string select;
+};
+
+struct ModelInfo {
+  std::string name;
+  std::vector<ModelVersionInfo> versions;  // newest first
+};
+
+struct ManifestTensor {
+  std::string name;
+  DType dtype = DType::kFloat32;
+  std::vector<int64_t> shape;
+  uint64_t nbytes = 0;
+  std::string checksum;  // xxHash64 of the row-major bytes, 16 hex digits
+};
+
+struct Manifest {
+  std::string model;
+  int64_t version = 0;
+  std::string format;
+  std::string select;
+  std::vector<ManifestTensor> tensors;
+  std::string metadata_json;  // non-tensor leaves (epoch, loss...) as JSON
+};
+
+// Which state dict of which version, and how its names map onto a target.
+// The fields mirror RuleSet (core/match/rules.h) so that
+// `opt.rules = {StripPrefix("module.")}` reads as in DESIGN.md.
+struct MatchSpec {
+  int64_t version = 0;  // 0: the newest ready version
+  std::string select;   // empty: the model's configured or automatic choice
+  std::vector<Rule> rules;
+  std::vector<std::string> include;
+  std::vector<std::string> exclude;
+  std::vector<std::string> ignore_missing;
+  std::vector<std::string> ignore_unexpected;
+  bool auto_prefix = false;
+  ShapePolicy on_shape_mismatch = ShapePolicy::kError;
+  bool strict = false;
+
+  RuleSet rule_set() const;
+  void set_rule_set(const RuleSet& rule_set);
+  MatchOptions match_options() const;
+};
+
+// What Fetch asks for (client.h's FetchOptions adds the device).
+struct FetchSpec {
+  int64_t version = 0;
+  std::string select;
+  // Source names to fetch; empty: all (after include/exclude in `rules`).
+  std::vector<std::string> keys;
+  // include/exclude select source names, the rewriting rules rename them
+  // (applied here; ignore_* and auto_prefix do not apply without a target).
+  RuleSet rules;
+  std::optional<DType> dtype;  // cast on the server; unset: as stored
+  uint32_t chunk_bytes = 0;
+  // Called after each chunk with (bytes so far, total bytes of the fetch).
+  std::function<void(uint64_t, uint64_t)> progress;
+};
+
+namespace client_internal {
+class TensorSink;
+}  // namespace client_internal
+
+class ClientCore {
+ public:
+  // Creates the channel; connects lazily on the first call.
+  explicit ClientCore(ClientOptions options);
+  virtual ~ClientCore();
+  ClientCore(const ClientCore&) = delete;
+  ClientCore& operator=(const ClientCore&) = delete;
+
+  const ClientOptions& options() const { return options_; }
+
+  absl::StatusOr<std::vector<ModelInfo>> ListModels();
+  absl::StatusOr<Manifest> GetManifest(const std::string& model, int64_t version = 0,
+                                       const std::string& select = "");
+
+  // Dry run: the report a load of `target` would get; no tensor bytes move.
+  // `*version`, when given, receives the version matched against.
+  absl::StatusOr<MatchReport> Match(const std::string& model, absl::Span<const TensorEntry> target,
+                                    const MatchSpec& spec, int64_t* version = nullptr);
+
+  // The selected tensors, in checkpoint order, renamed by the rules, each
+  // contiguous in a buffer of its own (checksums verified). The result owns
+  // its memory and can go straight to WriteCheckpoint.
+  absl::StatusOr<StateDict> FetchHost(const std::string& model, const FetchSpec& spec = {});
+
+ protected:
+  struct Impl;  // client/client_impl.h
+  Impl* impl() { return impl_.get(); }
+  // Streams Fetch(model, spec) into `sink` (names already renamed).
+  absl::Status FetchInto(const std::string& model, const FetchSpec& spec,
+                         client_internal::TensorSink* sink);
+
+ private:
+  ClientOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace weightd
+
+#endif  // WEIGHTD_CLIENT_CLIENT_CORE_H_
