@@ -7,8 +7,9 @@
 # (scripts/install-deps.sh) and builds weightd and weightctl. The runtime
 # stage installs only the Debian packages that own the shared libraries those
 # two binaries load (found with ldd + dpkg -S in the build stage), so it
-# follows whatever the binaries link (LibTorch included, if weightctl links
-# the client library) without a hand-kept list going stale.
+# follows whatever the binaries link without a hand-kept list going stale.
+# Neither links LibTorch (weightctl uses weightd_client_core only), so the
+# image carries none of LibTorch's ~250 dependency packages.
 # No network besides Debian's package mirrors.
 
 FROM debian:bookworm AS build

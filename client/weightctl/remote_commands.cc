@@ -18,10 +18,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "client/client.h"
+#include "client/client_core.h"
 #include "client/weightctl/commands.h"
 #include "client/weightctl/match_flags.h"
-#include "core/checkpoint/buffer.h"
 #include "core/format/checkpoint_io.h"
 #include "nlohmann/json.hpp"
 
@@ -60,7 +59,7 @@ absl::Status CheckPemFile(absl::string_view flag, const std::string& path) {
 
 // The client of --server with the credential flags; on a bad flag, the
 // exit code and message are in the status (InvalidArgument: usage, exit 2).
-absl::StatusOr<std::unique_ptr<Client>> MakeClient(const ParsedArgs& args) {
+absl::StatusOr<std::unique_ptr<ClientCore>> MakeClient(const ParsedArgs& args) {
   ClientOptions options;
   options.target = args.Get("server").value_or(kDefaultServer);
   // A CLI should answer quickly when nothing listens.
@@ -79,12 +78,12 @@ absl::StatusOr<std::unique_ptr<Client>> MakeClient(const ParsedArgs& args) {
   }
   // Empty: the client library takes WEIGHTD_TOKEN from the environment.
   options.token = args.Get("token").value_or("");
-  return std::make_unique<Client>(options);
+  return std::make_unique<ClientCore>(options);
 }
 
 // Runs MakeClient; on failure prints the reason and sets `*exit_code`.
-std::unique_ptr<Client> MakeClientOrFail(const ParsedArgs& args, int* exit_code) {
-  absl::StatusOr<std::unique_ptr<Client>> client = MakeClient(args);
+std::unique_ptr<ClientCore> MakeClientOrFail(const ParsedArgs& args, int* exit_code) {
+  absl::StatusOr<std::unique_ptr<ClientCore>> client = MakeClient(args);
   if (client.ok()) return *std::move(client);
   *exit_code = Fail(client.status().message(), absl::IsInvalidArgument(client.status()) ? 2 : 1);
   return nullptr;
@@ -121,7 +120,7 @@ std::string Failure(const absl::Status& status, const ClientOptions& options) {
 
 int RunList(const ParsedArgs& args) {
   int code = 0;
-  std::unique_ptr<Client> client = MakeClientOrFail(args, &code);
+  std::unique_ptr<ClientCore> client = MakeClientOrFail(args, &code);
   if (client == nullptr) return code;
   absl::StatusOr<std::vector<ModelInfo>> models = client->ListModels();
   if (!models.ok()) return Fail(Failure(models.status(), client->options()));
@@ -166,7 +165,7 @@ int RunManifest(const ParsedArgs& args) {
   absl::StatusOr<int64_t> version = VersionFlag(args);
   if (!version.ok()) return Fail(version.status().message(), 2);
   int code = 0;
-  std::unique_ptr<Client> client = MakeClientOrFail(args, &code);
+  std::unique_ptr<ClientCore> client = MakeClientOrFail(args, &code);
   if (client == nullptr) return code;
   absl::StatusOr<Manifest> manifest =
       client->GetManifest(args.positional[0], *version, args.Get("select").value_or(""));
@@ -227,7 +226,7 @@ int RunRemoteMatch(const ParsedArgs& args) {
   spec.on_shape_mismatch = options->on_shape_mismatch;
   spec.strict = options->strict;
   int code = 0;
-  std::unique_ptr<Client> client = MakeClientOrFail(args, &code);
+  std::unique_ptr<ClientCore> client = MakeClientOrFail(args, &code);
   if (client == nullptr) return code;
   absl::StatusOr<MatchReport> report = client->Match(args.positional[0], *target, spec);
   if (!report.ok()) {
@@ -288,7 +287,7 @@ int RunPull(const ParsedArgs& args) {
   absl::StatusOr<RuleSet> rules = RulesFromFlags(args);
   if (!rules.ok()) return Fail(rules.status().message(), 2);
 
-  FetchOptions options;
+  FetchSpec options;
   options.version = *version;
   options.select = args.Get("select").value_or("");
   options.rules = *rules;
@@ -303,40 +302,21 @@ int RunPull(const ParsedArgs& args) {
     options.progress = [&bar](uint64_t done, uint64_t total) { bar->Update(done, total); };
   }
   int code = 0;
-  std::unique_ptr<Client> client = MakeClientOrFail(args, &code);
+  std::unique_ptr<ClientCore> client = MakeClientOrFail(args, &code);
   if (client == nullptr) return code;
-  absl::StatusOr<TensorMap> tensors = client->Fetch(positional[0], options);
+  // Each tensor arrives into a buffer of its own: a state dict the core
+  // writers take as is.
+  absl::StatusOr<StateDict> state_dict = client->FetchHost(positional[0], options);
   bar.reset();
-  if (!tensors.ok()) {
-    return Fail(Failure(tensors.status(), client->options()),
-                absl::IsInvalidArgument(tensors.status()) ? 2 : 1);
+  if (!state_dict.ok()) {
+    return Fail(Failure(state_dict.status(), client->options()),
+                absl::IsInvalidArgument(state_dict.status()) ? 2 : 1);
   }
-
-  // The fetched tensors become a core state dict over their own memory.
-  StateDict state_dict;
   uint64_t bytes = 0;
-  for (const auto& item : *tensors) {
-    auto keep = std::make_shared<torch::Tensor>(item.value().contiguous());
-    absl::StatusOr<DType> dtype = FromScalarType(keep->scalar_type());
-    if (!dtype.ok()) return Fail(dtype.status().message());
-    const uint64_t nbytes = keep->nbytes();
-    auto storage = std::make_shared<Storage>();
-    storage->dtype = *dtype;
-    storage->buffer = Buffer::Borrow(static_cast<const uint8_t*>(keep->data_ptr()), nbytes, keep);
-    storage->data = storage->buffer->data();
-    storage->nbytes = nbytes;
-    storage->key = item.key();
-    TensorRecord record;
-    record.dtype = *dtype;
-    record.shape = keep->sizes().vec();
-    record.strides = ContiguousStrides(record.shape);
-    record.storage = std::move(storage);
-    state_dict.emplace_back(item.key(), std::move(record));
-    bytes += nbytes;
-  }
-  absl::Status written = WriteCheckpoint(output, state_dict);
+  for (const auto& [name, tensor] : *state_dict) bytes += tensor.nbytes();
+  absl::Status written = WriteCheckpoint(output, *state_dict);
   if (!written.ok()) return Fail(written.message());
-  std::cerr << "wrote " << output << ": " << state_dict.size() << " tensors, " << HumanBytes(bytes)
+  std::cerr << "wrote " << output << ": " << state_dict->size() << " tensors, " << HumanBytes(bytes)
             << "\n";
   return 0;
 }
