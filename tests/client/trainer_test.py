@@ -9,14 +9,13 @@ import re
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
+from weightd_process import WeightdProcess  # noqa: E402
+
 trainer, weightd, data = sys.argv[1:4]
-daemon = subprocess.Popen([weightd, "--repository", os.path.join(data, "repo"),
-                           "--listen", "127.0.0.1:0", "--minloglevel", "2"],
-                          stdout=subprocess.PIPE, text=True)
+daemon = WeightdProcess(weightd, os.path.join(data, "repo"))
 try:
-    line = daemon.stdout.readline()
-    assert line.startswith("listening on "), line
-    run = subprocess.run([trainer, "--server", line.split()[-1], "--steps", "3"],
+    run = subprocess.run([trainer, "--server", daemon.address, "--steps", "3"],
                          capture_output=True, text=True, timeout=120)
     print(run.stdout, run.stderr)
     assert run.returncode == 0, run.returncode
@@ -26,6 +25,5 @@ try:
     assert "missing model.fc3.weight" in out, out
     assert re.search(r"^step 3 loss [0-9.]+$", out, re.M), out
 finally:
-    daemon.terminate()
-    daemon.wait(timeout=30)
+    daemon.stop()
 print("ok")

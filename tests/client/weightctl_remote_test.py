@@ -17,6 +17,7 @@ import torch
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "data"))
 import safetensors_io  # noqa: E402
+from weightd_process import WeightdProcess  # noqa: E402
 
 WEIGHTCTL, WEIGHTD, DATA = sys.argv[1:4]
 del sys.argv[1:4]
@@ -25,18 +26,13 @@ del sys.argv[1:4]
 class RemoteTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.daemon = subprocess.Popen(
-            [WEIGHTD, "--repository", os.path.join(DATA, "repo"), "--listen", "127.0.0.1:0",
-             "--minloglevel", "2"], stdout=subprocess.PIPE, text=True)
-        line = cls.daemon.stdout.readline()
-        assert line.startswith("listening on "), line
-        cls.server = line.split()[-1]
+        cls.daemon = WeightdProcess(WEIGHTD, os.path.join(DATA, "repo"))
+        cls.server = cls.daemon.address
         cls.tmp = tempfile.TemporaryDirectory()
 
     @classmethod
     def tearDownClass(cls):
-        cls.daemon.terminate()
-        cls.daemon.wait(timeout=30)
+        cls.daemon.stop()
         cls.tmp.cleanup()
 
     def ctl(self, *args, code=0):

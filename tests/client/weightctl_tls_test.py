@@ -12,6 +12,9 @@ import sys
 import tempfile
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
+from weightd_process import WeightdProcess  # noqa: E402
+
 WEIGHTCTL, WEIGHTD, DATA = sys.argv[1:4]
 del sys.argv[1:4]
 
@@ -43,20 +46,16 @@ class CredentialsTest(unittest.TestCase):
         tokens = cls.path("tokens")
         with open(tokens, "w") as f:
             f.write("%s read\n%s admin\n" % (READ_TOKEN, ADMIN_TOKEN))
-        cls.daemon = subprocess.Popen(
-            [WEIGHTD, "--repository", os.path.join(DATA, "repo"), "--listen", "127.0.0.1:0",
-             "--tls_cert", cls.path("server.pem"), "--tls_key", cls.path("server.key"),
-             "--tls_client_ca", cls.path("ca.pem"), "--auth_tokens_file", tokens,
-             "--minloglevel", "2"], stdout=subprocess.PIPE, text=True)
-        line = cls.daemon.stdout.readline()
-        assert line.startswith("listening on "), line
+        cls.daemon = WeightdProcess(
+            WEIGHTD, os.path.join(DATA, "repo"), "--tls_cert", cls.path("server.pem"),
+            "--tls_key", cls.path("server.key"), "--tls_client_ca", cls.path("ca.pem"),
+            "--auth_tokens_file", tokens)
         # The server certificate names localhost.
-        cls.server = "localhost:" + line.split(":")[-1].strip()
+        cls.server = "localhost:" + cls.daemon.port
 
     @classmethod
     def tearDownClass(cls):
-        cls.daemon.terminate()
-        cls.daemon.wait(timeout=60)
+        cls.daemon.stop()
         cls.tmp.cleanup()
 
     @classmethod

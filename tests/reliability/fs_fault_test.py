@@ -19,6 +19,9 @@ import sys
 import tempfile
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
+from weightd_process import WeightdProcess  # noqa: E402
+
 WEIGHTCTL, WEIGHTD, DATA = sys.argv[1:4]
 del sys.argv[1:4]
 
@@ -50,17 +53,11 @@ class UnreadableFileTest(unittest.TestCase):
             shutil.copy(os.path.join(DATA, "repo", name + ".pt"), self.repo)
         os.chmod(os.path.join(self.repo, "lenet_half.pt"), 0)
         preexec = as_nobody if os.geteuid() == 0 else None
-        self.daemon = subprocess.Popen(
-            [WEIGHTD, "--repository", self.repo, "--listen", "127.0.0.1:0", "--minloglevel", "2"],
-            stdout=subprocess.PIPE, text=True, preexec_fn=preexec)
-        line = self.daemon.stdout.readline()
-        self.assertTrue(line.startswith("listening on "), line)
-        self.server = line.split()[-1]
+        self.daemon = WeightdProcess(WEIGHTD, self.repo, preexec_fn=preexec)
+        self.server = self.daemon.address
 
     def tearDown(self):
-        self.daemon.terminate()
-        self.daemon.wait(timeout=30)
-        self.daemon.stdout.close()
+        self.daemon.stop()
         shutil.rmtree(self.tmp)
 
     def ctl(self, *args):
@@ -90,18 +87,12 @@ class UnreadableFileTest(unittest.TestCase):
 class FullDiskTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.daemon = subprocess.Popen(
-            [WEIGHTD, "--repository", os.path.join(DATA, "repo"), "--listen", "127.0.0.1:0",
-             "--minloglevel", "2"], stdout=subprocess.PIPE, text=True)
-        line = cls.daemon.stdout.readline()
-        assert line.startswith("listening on "), line
-        cls.server = line.split()[-1]
+        cls.daemon = WeightdProcess(WEIGHTD, os.path.join(DATA, "repo"))
+        cls.server = cls.daemon.address
 
     @classmethod
     def tearDownClass(cls):
-        cls.daemon.terminate()
-        cls.daemon.wait(timeout=30)
-        cls.daemon.stdout.close()
+        cls.daemon.stop()
 
     def setUp(self):
         self.out = tempfile.mkdtemp(prefix="weightd-full-")
