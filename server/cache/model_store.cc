@@ -13,6 +13,17 @@ namespace {
 // TODO(issue 4): the GPU tier records under its own "cuda:N" label.
 const Labels kHostTier = {{"tier", "host"}};
 
+// The repository's models; a successful scan's warnings go to on_warning.
+absl::StatusOr<std::vector<ModelEntry>> Scan(const StoreOptions& options) {
+  std::vector<std::string> warnings;
+  absl::StatusOr<std::vector<ModelEntry>> scanned =
+      ScanRepository(options.repository, &warnings, options.model_config_dir);
+  if (scanned.ok() && options.on_warning) {
+    for (const std::string& warning : warnings) options.on_warning(warning);
+  }
+  return scanned;
+}
+
 }  // namespace
 
 // One version's state. Shared so a load that finishes after a rescan dropped
@@ -45,13 +56,8 @@ absl::string_view VersionStateName(VersionState state) {
 }
 
 absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(StoreOptions options) {
-  std::vector<std::string> warnings;
-  absl::StatusOr<std::vector<ModelEntry>> scanned =
-      ScanRepository(options.repository, &warnings, options.model_config_dir);
+  absl::StatusOr<std::vector<ModelEntry>> scanned = Scan(options);
   if (!scanned.ok()) return scanned.status();
-  if (options.on_warning) {
-    for (const std::string& warning : warnings) options.on_warning(warning);
-  }
   std::unique_ptr<ModelStore> store(new ModelStore(std::move(options)));
   std::vector<std::string> preload;
   {
@@ -291,13 +297,8 @@ absl::Status ModelStore::Unload(absl::string_view model_name, int64_t version) {
 }
 
 absl::StatusOr<std::vector<ModelStatus>> ModelStore::Rescan() {
-  std::vector<std::string> warnings;
-  absl::StatusOr<std::vector<ModelEntry>> scanned =
-      ScanRepository(options_.repository, &warnings, options_.model_config_dir);
+  absl::StatusOr<std::vector<ModelEntry>> scanned = Scan(options_);
   if (!scanned.ok()) return scanned.status();
-  if (options_.on_warning) {
-    for (const std::string& warning : warnings) options_.on_warning(warning);
-  }
   {
     absl::MutexLock lock(&mu_);
     Install(*std::move(scanned));
