@@ -12,6 +12,7 @@
 #include "core/checkpoint/buffer.h"
 #include "core/checkpoint/value.h"
 #include "core/format/torch/torch_file_internal.h"
+#include "tests/fuzz/walk_tensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::shared_ptr<const weightd::Buffer> file =
@@ -22,16 +23,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!root.ok()) return 0;
   // As ReadTorchBuffer does: no tensor is used before ValidateTree passes.
   if (!weightd::torch_internal::ValidateTree(**root, "fuzz.pt", deferred).ok()) return 0;
-  std::vector<const weightd::Value*> stack = {root->get()};
-  while (!stack.empty()) {
-    const weightd::Value* v = stack.back();
-    stack.pop_back();
-    // Stride-0 tensors may describe far more bytes than the input holds.
-    if (v->is(weightd::Value::Kind::kTensor) && v->tensor().nbytes() <= (16u << 20)) {
-      (void)v->tensor().Checksum();
-    }
-    for (const auto& item : v->items()) stack.push_back(item.get());
-    for (const auto& [key, value] : v->entries()) stack.push_back(value.get());
-  }
+  weightd::fuzz::ChecksumEveryTensor(**root);
   return 0;
 }
