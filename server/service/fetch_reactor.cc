@@ -258,6 +258,11 @@ void FetchReactor::FinishOnce(const grpc::Status& status) {
 }
 
 void FetchReactor::OnDone() {
+  // FinishOnce calls Finish under mu_, and gRPC may run OnDone on another
+  // thread before that caller's MutexLock has let go: deleting now would free
+  // the mutex under its Unlock (found by TSan). Taking mu_ waits it out;
+  // nothing touches this reactor after that unlock.
+  { absl::MutexLock lock(&mu_); }
   if (on_done_) on_done_();
   delete this;
 }

@@ -41,6 +41,9 @@ class HealthService::WatchReactor final : public grpc::ServerWriteReactor<Health
 
   void OnDone() override {
     service_->Unregister(this);
+    // Finish is called under mu_; wait for that caller to release it before
+    // freeing the mutex (see FetchReactor::OnDone).
+    { absl::MutexLock lock(&mu_); }
     delete this;
   }
 
