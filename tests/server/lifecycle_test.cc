@@ -108,7 +108,10 @@ TEST_F(LifecycleTest, ACancelledStreamStopsAndTheServerKeepsServing) {
     v1::FetchRequest request;
     request.set_model("big");
     request.set_chunk_bytes(4 << 10);
-    auto reader = stub_->Fetch(&context, request);
+    // Narrow window: the 4 MiB cannot all arrive before the deadline fires,
+    // even when a busy machine delays gRPC's timer.
+    std::unique_ptr<v1::WeightService::Stub> narrow = NarrowWindowStub(server_->port());
+    auto reader = narrow->Fetch(&context, request);
     v1::FetchResponse response;
     while (reader->Read(&response)) {
     }

@@ -97,7 +97,11 @@ TEST_F(LimitsTest, FetchesPastMaxActiveFetchesAreResourceExhausted) {
   v1::FetchRequest request;
   request.set_model("big");
   request.set_chunk_bytes(16 << 10);
-  auto first = stub_->Fetch(&first_context, request);
+  // A narrow window keeps the first stream open while it is not read: with
+  // BDP probing the whole 4 MiB model could fit into the client's window,
+  // the server finish, and its slot free up (seen under TSan on a busy box).
+  std::unique_ptr<v1::WeightService::Stub> narrow = NarrowWindowStub(server_->port());
+  auto first = narrow->Fetch(&first_context, request);
   v1::FetchResponse response;
   ASSERT_TRUE(first->Read(&response));  // the first stream is open
 

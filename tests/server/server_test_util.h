@@ -37,6 +37,17 @@ inline std::string Xxh64(const std::string& bytes) {
   return Hex(XXH64(bytes.data(), bytes.size(), 0));
 }
 
+// A stub whose HTTP/2 stream window stays at 64 KiB (no BDP probing): a
+// stream the test stops reading stays open on the server however fast the
+// server is, instead of the whole model fitting into a widened window.
+inline std::unique_ptr<v1::WeightService::Stub> NarrowWindowStub(int port) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
+  return v1::WeightService::NewStub(grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args));
+}
+
 // A private copy of the repository (tests change it) and a server over it.
 class ServerTest : public ::testing::Test {
  protected:
