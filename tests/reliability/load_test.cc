@@ -333,7 +333,7 @@ int Main(const Flags& flags) {
   // bound: warm + 10%.
   const uint64_t rss_limit =
       rss_warm + rss_warm / 10 + (flags.weightd.empty() ? (32u << 20) : 0);
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(WEIGHTD_TSAN)
   // Sanitizer builds hold freed memory back (ASan's 256 MiB quarantine,
   // TSan's shadow), so RSS says nothing there; leaks are LSan's to find.
   constexpr bool kRssMeaningful = false;
