@@ -4,11 +4,15 @@
 # timeout or sanitizer report fails. Targets run FUZZ_JOBS at a time (each
 # fuzzer is single-threaded), so the smoke stays a few minutes on 2 cores.
 #   FUZZ_SECONDS=30 (per target)  FUZZ_BUILD=build-fuzz  FUZZ_JOBS=$(nproc)
+#   FUZZ_TIMEOUT=10 (seconds one input may take; raise it on a shared machine,
+#   where a starved fuzzer reports timeouts its inputs do not have)
+#   FUZZ_TARGETS="a b" (only these targets; default: all)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${FUZZ_SECONDS:-30}
 build=${FUZZ_BUILD:-build-fuzz}
 jobs=${FUZZ_JOBS:-$(nproc)}
+timeout=${FUZZ_TIMEOUT:-10}
 
 CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DWEIGHTD_CORE_ONLY=ON -DWEIGHTD_FUZZ=ON \
   -DWEIGHTD_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -19,7 +23,12 @@ seeds="$build/seeds"
 mkdir -p "$seeds/request"
 "$build/tests/fuzz/request_seed_writer" "$seeds/request"
 
-fuzzers=("$build"/tests/fuzz/*_fuzzer)
+if [ -n "${FUZZ_TARGETS:-}" ]; then
+  fuzzers=()
+  for name in $FUZZ_TARGETS; do fuzzers+=("$build/tests/fuzz/${name}_fuzzer"); done
+else
+  fuzzers=("$build"/tests/fuzz/*_fuzzer)
+fi
 if [ ! -x "${fuzzers[0]}" ]; then
   echo "no fuzz targets were built in $build/tests/fuzz" >&2
   exit 1
@@ -28,8 +37,9 @@ fi
 run() {  # run FUZZER: one target; its log is $build/NAME.log
   local fuzzer=$1 name
   name=$(basename "$fuzzer" _fuzzer)
-  mkdir -p "$build/corpus/$name" "$seeds/$name"
-  "$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+  mkdir -p "$build/corpus/$name" "$seeds/$name" "$build/artifacts"
+  "$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout="$timeout" \
+    -print_final_stats=1 -artifact_prefix="$build/artifacts/$name-" \
     "$build/corpus/$name" "$seeds/$name" >"$build/$name.log" 2>&1
 }
 
