@@ -14,14 +14,13 @@ bad file fails for its own defect and not for a fault of the generator.
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_bad_corpus  # noqa: E402
+import weightctl_suite  # noqa: E402
 
 WEIGHTCTL = None
 CORPUS = None
@@ -101,31 +100,13 @@ def make_test_class(manifest):
     return BadCorpusTest
 
 
-def main():
+def setup(weightctl, corpus):
     global WEIGHTCTL, CORPUS
-    args = sys.argv[1:]
-    only = []
-    while "-k" in args:  # -k SUBSTRING: run only tests whose name contains it
-        i = args.index("-k")
-        only.append(args[i + 1])
-        del args[i:i + 2]
-    if len(args) != 1:
-        sys.stderr.write("usage: bad_corpus_test.py WEIGHTCTL [-k SUBSTRING]...\n")
-        return 2
-    WEIGHTCTL = os.path.abspath(args[0])
-    CORPUS = tempfile.mkdtemp(prefix="weightd-bad-corpus-")
-    try:
-        make_bad_corpus.build(CORPUS)
-        with open(os.path.join(CORPUS, "manifest.json")) as f:
-            manifest = json.load(f)
-        suite = unittest.TestSuite(
-            t for t in unittest.defaultTestLoader.loadTestsFromTestCase(make_test_class(manifest))
-            if not only or any(o in t.id() for o in only))
-        result = unittest.TextTestRunner(verbosity=2).run(suite)
-        return 0 if result.wasSuccessful() else 1
-    finally:
-        shutil.rmtree(CORPUS, ignore_errors=True)
+    WEIGHTCTL, CORPUS = weightctl, corpus
+    make_bad_corpus.build(CORPUS)
+    with open(os.path.join(CORPUS, "manifest.json")) as f:
+        return make_test_class(json.load(f))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(weightctl_suite.run("weightd-bad-corpus-", setup))

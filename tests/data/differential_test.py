@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Differential test: weightctl against Python PyTorch on real checkpoints.
 
-Usage: /usr/bin/python3 differential_test.py WEIGHTCTL [unittest args]
+Usage: /usr/bin/python3 differential_test.py WEIGHTCTL [-k SUBSTRING]...
 
 For every case of make_checkpoints.py (torchvision state dicts, training
 checkpoints, every dtype, views, protocol 4, legacy, safetensors...):
@@ -16,10 +16,8 @@ One test method per case and check, so a failure names the case.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 import torch
@@ -27,6 +25,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_checkpoints  # noqa: E402
 import safetensors_io  # noqa: E402
+import weightctl_suite  # noqa: E402
 
 WEIGHTCTL = None
 WORKDIR = None
@@ -167,29 +166,11 @@ def make_test_class(cases):
     return DifferentialTest
 
 
-def main():
+def setup(weightctl, workdir):
     global WEIGHTCTL, WORKDIR
-    args = sys.argv[1:]
-    only = []
-    while "-k" in args:  # -k SUBSTRING: run only tests whose name contains it
-        i = args.index("-k")
-        only.append(args[i + 1])
-        del args[i:i + 2]
-    if len(args) != 1:
-        sys.stderr.write("usage: differential_test.py WEIGHTCTL [-k SUBSTRING]...\n")
-        return 2
-    WEIGHTCTL = os.path.abspath(args[0])
-    WORKDIR = tempfile.mkdtemp(prefix="weightd-differential-")
-    try:
-        cases = make_checkpoints.generate(WORKDIR)
-        suite = unittest.TestSuite(
-            t for t in unittest.defaultTestLoader.loadTestsFromTestCase(make_test_class(cases))
-            if not only or any(o in t.id() for o in only))
-        result = unittest.TextTestRunner(verbosity=2).run(suite)
-        return 0 if result.wasSuccessful() else 1
-    finally:
-        shutil.rmtree(WORKDIR, ignore_errors=True)
+    WEIGHTCTL, WORKDIR = weightctl, workdir
+    return make_test_class(make_checkpoints.generate(WORKDIR))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(weightctl_suite.run("weightd-differential-", setup))
