@@ -16,7 +16,7 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-$(REPOSITORY)/.complete: examples/make_repository.py
+$(REPOSITORY)/.complete: examples/make_repository.py examples/lenet.py
 	/usr/bin/python3 examples/make_repository.py $(REPOSITORY)
 
 # Starts the daemon on the example repository (written by real PyTorch on

@@ -19,29 +19,9 @@ import struct
 import sys
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 import torchvision
 
-
-class LeNet(nn.Module):
-    """The network of PyTorch's 60-minute blitz tutorial ("Neural Networks")."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
+from lenet import LeNet, train_steps  # examples/lenet.py, beside this script
 
 
 _SAFETENSORS_CODES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -65,19 +45,6 @@ def save_safetensors(tensors, path, metadata=None):
     text += b" " * (-len(text) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def train_one_epoch(model, optimizer, steps=5):
-    """A few Adam steps on random data, so the optimizer state is real."""
-    loss = None
-    for _ in range(steps):
-        inputs = torch.randn(8, 1, 32, 32)
-        targets = torch.randint(0, 10, (8,))
-        loss = F.cross_entropy(model(inputs), targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return loss.item()
 
 
 def main(argv):
@@ -104,7 +71,7 @@ def main(argv):
     torch.manual_seed(2)
     classifier = LeNet()
     optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-3)
-    loss = train_one_epoch(classifier, optimizer)
+    loss = train_steps(classifier, optimizer, steps=5, batch_size=8).item()
     torch.save({
         "epoch": 1,
         "model_state_dict": classifier.state_dict(),

@@ -21,6 +21,8 @@ import xxhash
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "server"))
 sys.path.insert(0, os.path.join(here, "..", "data"))
+sys.path.insert(0, os.path.join(here, "..", "..", "examples"))
+from lenet import LeNet as TutorialLeNet  # noqa: E402
 from make_test_repository import LeNet, tensor_bytes  # noqa: E402
 
 
@@ -93,15 +95,6 @@ def main():
 
     # What examples/trainer loads: a training checkpoint of the tutorial's
     # LeNet (no BatchNorm), as examples/make_repository.py writes it.
-    class TutorialLeNet(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = torch.nn.Conv2d(1, 6, 5)
-            self.conv2 = torch.nn.Conv2d(6, 16, 5)
-            self.fc1 = torch.nn.Linear(16 * 5 * 5, 120)
-            self.fc2 = torch.nn.Linear(120, 84)
-            self.fc3 = torch.nn.Linear(84, 10)
-
     os.makedirs(os.path.join(repo, "classifier", "1"))
     torch.save({"epoch": 1, "model_state_dict": TutorialLeNet().state_dict(), "loss": 0.5},
                os.path.join(repo, "classifier", "1", "checkpoint.pt"))

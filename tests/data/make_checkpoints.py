@@ -21,34 +21,16 @@ import sys
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torchvision
 import xxhash
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, here)
+sys.path.insert(0, os.path.join(here, "..", "..", "examples"))
 import safetensors_io  # noqa: E402
+from lenet import LeNet, train_steps  # noqa: E402  (examples/lenet.py)
 
 AUTO_SELECT_KEYS = ("state_dict", "model_state_dict", "model", "module")
-
-
-class LeNet(nn.Module):
-    """The network of PyTorch's 60-minute blitz ("Neural Networks")."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
 
 
 # --- what Python sees -------------------------------------------------------
@@ -267,12 +249,7 @@ def training_checkpoint(loss_as_tensor):
     """A full checkpoint after one Adam step, the tutorial way."""
     model = lenet(1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    inputs = torch.randn(4, 1, 32, 32)
-    targets = torch.randint(0, 10, (4,))
-    loss = F.cross_entropy(model(inputs), targets)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
+    loss = train_steps(model, optimizer, steps=1, batch_size=4)
     return {
         "epoch": 3,
         "model_state_dict": model.state_dict(),
