@@ -1,11 +1,14 @@
 // load_bench: times weightd::Client::Load of one model into a LibTorch module
-// that mirrors the model's manifest (names, shapes, dtypes), a 10% partial
-// fetch, and N concurrent clients while watching the server's VmRSS.
+// that mirrors the model's manifest (names, shapes, dtypes); a 10% partial
+// load (a module holding the first tenth of the keys) and fetch; and N
+// concurrent clients while watching the server's VmRSS. Each timed phase also
+// reports this process's minor page faults per call.
 // Driven by bench/run.sh; prints one "RESULT key value" line per figure so
 // the script can parse it.
 //
 //   load_bench --target 127.0.0.1:PORT --model big --iters 3 \
 //       [--clients 16] [--server_pid PID]
+#include <sys/resource.h>
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
@@ -52,9 +55,11 @@ class Node : public torch::nn::Module {
   std::map<std::string, std::shared_ptr<Node>> children_;
 };
 
-std::shared_ptr<Node> BuildModule(const weightd::Manifest& manifest) {
+// A module holding the first `count` tensors of the manifest.
+std::shared_ptr<Node> BuildModule(const weightd::Manifest& manifest, size_t count) {
   auto root = std::make_shared<Node>();
-  for (const weightd::ManifestTensor& t : manifest.tensors) {
+  for (size_t i = 0; i < count && i < manifest.tensors.size(); ++i) {
+    const weightd::ManifestTensor& t = manifest.tensors[i];
     std::vector<std::string> parts = absl::StrSplit(t.name, '.');
     std::shared_ptr<Node> node = root;
     for (size_t i = 0; i + 1 < parts.size(); ++i) node = node->Child(parts[i]);
@@ -74,6 +79,39 @@ std::shared_ptr<Node> BuildModule(const weightd::Manifest& manifest) {
   return root;
 }
 
+void Result(const std::string& key, double value) {
+  std::printf("RESULT %s %.6f\n", key.c_str(), value);
+  std::fflush(stdout);
+}
+
+long MinorFaults() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_minflt;
+}
+
+// Best and mean seconds of `iters` calls of `call` (which returns false on
+// failure), and the mean minor page faults per call; prints them as
+// NAME_best_s, NAME_mean_s, NAME_faults.
+template <typename Call>
+bool Time(const std::string& name, int iters, Call call) {
+  double best = 1e30, sum = 0;
+  long faults = 0;
+  for (int i = 0; i < iters; ++i) {
+    const long f0 = MinorFaults();
+    auto t0 = Clock::now();
+    if (!call()) return false;
+    double s = Since(t0);
+    faults += MinorFaults() - f0;
+    best = std::min(best, s);
+    sum += s;
+  }
+  Result(name + "_best_s", best);
+  Result(name + "_mean_s", sum / iters);
+  Result(name + "_faults", static_cast<double>(faults) / iters);
+  return true;
+}
+
 long VmRssKiB(int pid) {
   if (pid <= 0) return -1;
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -91,10 +129,6 @@ std::string Flag(int argc, char** argv, const std::string& name, const std::stri
   return def;
 }
 
-void Result(const std::string& key, double value) {
-  std::printf("RESULT %s %.6f\n", key.c_str(), value);
-  std::fflush(stdout);
-}
 
 }  // namespace
 
@@ -115,8 +149,15 @@ int main(int argc, char** argv) {
   }
   uint64_t total_bytes = 0;
   for (const auto& t : manifest->tensors) total_bytes += t.nbytes;
-  std::shared_ptr<Node> module = BuildModule(*manifest);
+  const size_t n = manifest->tensors.size();
+  const size_t k = std::max<size_t>(1, n / 10);
+  uint64_t part_bytes = 0;
+  for (size_t i = 0; i < k; ++i) part_bytes += manifest->tensors[i].nbytes;
+  std::shared_ptr<Node> module = BuildModule(*manifest, n);
+  std::shared_ptr<Node> part_module = BuildModule(*manifest, k);
   Result("bytes", static_cast<double>(total_bytes));
+  Result("part_keys", static_cast<double>(k));
+  Result("part_bytes", static_cast<double>(part_bytes));
 
   // Warm-up load: makes the server read and cache the model, so the timed
   // loads measure the serving path, not the first disk read.
@@ -127,55 +168,41 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  double best = 1e30, sum = 0;
-  for (int i = 0; i < iters; ++i) {
-    auto t0 = Clock::now();
-    absl::StatusOr<weightd::LoadReport> r = client.Load(*module, model, {});
-    double s = Since(t0);
-    if (!r.ok() || r->bytes != total_bytes) {
-      std::cerr << "Load: " << r.status() << "\n";
-      return 1;
-    }
-    best = std::min(best, s);
-    sum += s;
+  const auto load_into = [&](Node& target, uint64_t want, const char* what) {
+    return [&client, &model, &target, want, what] {
+      absl::StatusOr<weightd::LoadReport> r = client.Load(target, model, {});
+      if (!r.ok() || r->bytes != want) {
+        std::cerr << what << ": " << r.status() << "\n";
+        return false;
+      }
+      return true;
+    };
+  };
+  // Full Load into the whole module; partial Load into a module holding the
+  // first tenth of the keys (the rest are unexpected keys, not sent).
+  if (!Time("load", iters, load_into(*module, total_bytes, "Load")) ||
+      !Time("load_part", iters, load_into(*part_module, part_bytes, "partial Load"))) {
+    return 1;
   }
-  Result("load_best_s", best);
-  Result("load_mean_s", sum / iters);
 
-  // Full and 10% Fetch (the first tenth of the keys, checkpoint order).
-  {
-    weightd::FetchOptions all;
-    weightd::FetchOptions part;
-    size_t n = manifest->tensors.size();
-    size_t k = std::max<size_t>(1, n / 10);
-    uint64_t part_bytes = 0;
-    for (size_t i = 0; i < k; ++i) {
-      part.keys.push_back(manifest->tensors[i].name);
-      part_bytes += manifest->tensors[i].nbytes;
-    }
-    double full_best = 1e30, part_best = 1e30;
-    for (int i = 0; i < iters; ++i) {
-      auto t0 = Clock::now();
-      auto f = client.Fetch(model, all);
-      double s = Since(t0);
-      if (!f.ok()) {
-        std::cerr << "Fetch: " << f.status() << "\n";
-        return 1;
+  // Full and 10% Fetch (the first tenth of the keys, checkpoint order) into
+  // new tensors: each call allocates what it returns.
+  weightd::FetchOptions all;
+  weightd::FetchOptions part;
+  for (size_t i = 0; i < k; ++i) part.keys.push_back(manifest->tensors[i].name);
+  const auto fetch = [&](const weightd::FetchOptions& options, size_t want, const char* what) {
+    return [&client, &model, &options, want, what] {
+      auto f = client.Fetch(model, options);
+      if (!f.ok() || f->size() != want) {
+        std::cerr << what << ": " << f.status() << "\n";
+        return false;
       }
-      full_best = std::min(full_best, s);
-      t0 = Clock::now();
-      auto p = client.Fetch(model, part);
-      s = Since(t0);
-      if (!p.ok() || p->size() != k) {
-        std::cerr << "Fetch partial: " << p.status() << "\n";
-        return 1;
-      }
-      part_best = std::min(part_best, s);
-    }
-    Result("fetch_full_s", full_best);
-    Result("fetch_part_s", part_best);
-    Result("fetch_part_keys", static_cast<double>(k));
-    Result("fetch_part_bytes", static_cast<double>(part_bytes));
+      return true;
+    };
+  };
+  if (!Time("fetch", iters, fetch(all, n, "Fetch")) ||
+      !Time("fetch_part", iters, fetch(part, k, "partial Fetch"))) {
+    return 1;
   }
 
   if (clients > 0) {

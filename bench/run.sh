@@ -81,7 +81,7 @@ PIDS+=("$!")
 sleep 1
 
 # ------------------------------------------------------------- measurements
-declare -A SEC BYTES
+declare -A SEC BYTES FAULTS
 # iperf3: single stream, 5 s, receiver's rate.
 IPERF_BPS="$(iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -t 5 -J |
   "$PY" -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8)')"
@@ -129,8 +129,18 @@ EOF
   echo "$LB" | sed "s/^RESULT /  load_bench[$M] /"
   r() { awk -v k="$1" '$1=="RESULT" && $2==k{print $3}' <<<"$LB"; }
   SEC[$M,load]="$(r load_best_s)"
-  SEC[$M,fetch]="$(r fetch_full_s)"
-  SEC[$M,part]="$(r fetch_part_s)"
+  FAULTS[$M,load]="$(r load_faults)"
+  FAULTS[$M,fetch]="$(r fetch_faults)"
+  # The same Load with glibc's trim and mmap thresholds fixed, so freed gRPC
+  # receive buffers are reused instead of returned to the kernel and faulted
+  # in again (bench/RESULTS.md, run 3).
+  LBT="$(env MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_MMAP_THRESHOLD_=33554432 \
+    MALLOC_TOP_PAD_=67108864 "$LOADBENCH" --target "$TARGET" --model "$M" --iters "$ITERS")"
+  SEC[$M,tuned]="$(awk '$1=="RESULT" && $2=="load_best_s"{print $3}' <<<"$LBT")"
+  FAULTS[$M,tuned]="$(awk '$1=="RESULT" && $2=="load_faults"{print $3}' <<<"$LBT")"
+  SEC[$M,lpart]="$(r load_part_best_s)"
+  SEC[$M,fetch]="$(r fetch_best_s)"
+  SEC[$M,part]="$(r fetch_part_best_s)"
   if [[ "$M" == big ]]; then
     CONC_S="$(r concurrent_s)"; CONC_FAIL="$(r concurrent_failures)"
     RSS_BEFORE="$(r rss_before_kib)"; RSS_PEAK="$(r rss_peak_kib)"; RSS_AFTER="$(r rss_after_kib)"
@@ -156,20 +166,24 @@ printf 'iperf3 single TCP stream over loopback: %.2f GB/s\n\n' "$(awk -v b="$IPE
 printf '| %-8s | %-40s | %8s | %7s | %9s |\n' model case seconds GB/s "x iperf3"
 printf '|%s|%s|%s|%s|%s|\n' ---------- ------------------------------------------ ---------- --------- -----------
 for M in big resnet50; do
-  for C in torch http load fetch part pull; do
+  for C in torch http load tuned lpart fetch part pull; do
     case $C in
       torch) NAME="torch.load (warm cache) + load_state_dict";;
       http)  NAME="HTTP GET (loopback) + torch.load + lsd";;
       load)  NAME="weightd Client::Load into module";;
+      tuned) NAME="weightd Client::Load, malloc thresholds";;
+      lpart) NAME="weightd Client::Load (module: 10% keys)";;
       fetch) NAME="weightd Client::Fetch (all keys)";;
       part)  NAME="weightd Client::Fetch (10% of keys)";;
       pull)  NAME="weightctl pull -o FILE";;
     esac
     S="${SEC[$M,$C]}"
-    if [[ $C == part ]]; then
-      # Rate and ratio of a partial fetch are meaningless; cost vs full instead.
+    if [[ $C == part || $C == lpart ]]; then
+      # Rate and ratio of a partial call are meaningless; cost vs full instead.
+      FULL="${SEC[$M,fetch]}"
+      [[ $C == lpart ]] && FULL="${SEC[$M,load]}"
       printf '| %-8s | %-40s | %8.3f | %7s | %9s |\n' "$M" "$NAME" "$S" "-" \
-        "$(awk -v p="$S" -v f="${SEC[$M,fetch]}" 'BEGIN{printf "%.0f%% of full", 100*p/f}')"
+        "$(awk -v p="$S" -v f="$FULL" 'BEGIN{printf "%.0f%% of full", 100*p/f}')"
       continue
     fi
     awk -v m="$M" -v n="$NAME" -v s="$S" -v b="${BYTES[$M]}" -v i="$IPERF_BPS" \
@@ -177,6 +191,10 @@ for M in big resnet50; do
   done
 done
 echo
+for M in big resnet50; do
+  printf '%s: minor page faults per call (client): Load %.0f, Load with malloc thresholds %.0f, Fetch %.0f\n' \
+    "$M" "${FAULTS[$M,load]}" "${FAULTS[$M,tuned]}" "${FAULTS[$M,fetch]}"
+done
 awk -v t="${SEC[big,torch]}" -v l="${SEC[big,load]}" \
   'BEGIN{printf "1 GiB: Client::Load is %.2fx faster than torch.load + load_state_dict\n", t/l}'
 printf '%s concurrent clients (1 GiB model, cached): %.2f s, %s failures; server VmRSS before %d MiB, peak %d MiB, after %d MiB (peak growth %d MiB)\n' \
