@@ -21,26 +21,12 @@
 #include "absl/types/span.h"
 #include "server/cache/fetch_plan.h"
 #include "server/cache/model_store.h"
+#include "server/service/chunk_framing.h"
 #include "server/service/request_limits.h"
 #include "server/service/work_pool.h"
 #include "weightd/v1/weightd.pb.h"
 
 namespace weightd {
-
-// Default data bytes per chunk, and the largest message sent unless the
-// request's max_receive_bytes allows more (gRPC's default receive limit).
-inline constexpr uint32_t kDefaultChunkBytes = 1 << 20;
-inline constexpr uint32_t kDefaultMaxMessageBytes = 4 << 20;
-// Upper bound of a chunk message's bytes besides the data.
-inline constexpr uint32_t kChunkFramingBytes = 32;
-
-// The data bytes per chunk for a request: chunk_bytes (0: 1 MiB), clamped so
-// a whole chunk message fits max_receive_bytes (0: 4 MiB).
-absl::StatusOr<uint32_t> EffectiveChunkBytes(uint32_t chunk_bytes, uint32_t max_receive_bytes);
-
-// FetchResponse{chunk: TensorChunk{index, offset, data}} up to (not
-// including) the data bytes, which follow it on the wire.
-std::string EncodeChunkPrefix(uint32_t index, uint64_t offset, uint64_t data_size);
 
 // Deletes itself when the RPC is done, after calling `on_done` (if any).
 // Thread-safe: gRPC may run OnCancel and OnWriteDone concurrently. `limits`

@@ -5,7 +5,10 @@
 // and FetchReactor do: request limits, proto -> core conversion with a model
 // config's rules merged in, the select path on a loaded snapshot, the
 // matching engine or the fetch plan, the dtype cast of every planned tensor,
-// and the report back to proto. Any input must give a status.
+// the chunk messages each tensor is cut into (each must fit the receive
+// limit the request asked for and parse back as what was framed), and the
+// report back to proto. Any input must give a status.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -17,6 +20,7 @@
 #include "server/cache/dtype_cast.h"
 #include "server/cache/fetch_plan.h"
 #include "server/cache/snapshot.h"
+#include "server/service/chunk_framing.h"
 #include "server/service/convert.h"
 #include "server/service/request_limits.h"
 #include "tests/fuzz/fuzz_files.h"
@@ -85,6 +89,45 @@ void MatchRequest(const uint8_t* data, size_t size) {
   (void)response.SerializeAsString();
 }
 
+// One chunk message as FetchReactor sends it (prefix + data) must fit the
+// request's receive limit and parse back as the chunk that was framed.
+void CheckChunk(uint32_t index, uint64_t offset, uint64_t len, uint64_t max_message) {
+  std::string message = weightd::EncodeChunkPrefix(index, offset, len);
+  if (message.size() > weightd::kChunkFramingBytes || message.size() + len > max_message) {
+    __builtin_trap();  // a chunk message the client would refuse
+  }
+  message.append(len, '\x5a');
+  weightd::v1::FetchResponse parsed;
+  if (!parsed.ParseFromString(message) || !parsed.has_chunk() ||
+      parsed.chunk().index() != index || parsed.chunk().offset() != offset ||
+      parsed.chunk().data().size() != len) {
+    __builtin_trap();  // the hand-encoded prefix is not the message it claims
+  }
+}
+
+// The chunks of every planned tensor: the first 16 and the last of each.
+void CheckChunks(const weightd::v1::FetchRequest& request, const weightd::FetchPlan& plan) {
+  absl::StatusOr<uint32_t> chunk =
+      weightd::EffectiveChunkBytes(request.chunk_bytes(), request.max_receive_bytes());
+  if (!chunk.ok()) return;
+  if (*chunk == 0) __builtin_trap();  // would never finish a tensor
+  const uint64_t max_message = request.max_receive_bytes() == 0
+                                   ? weightd::kDefaultMaxMessageBytes
+                                   : request.max_receive_bytes();
+  for (size_t i = 0; i < plan.tensors.size(); ++i) {
+    const uint64_t n = plan.tensors[i].send_bytes;
+    const auto index = static_cast<uint32_t>(i);
+    int count = 0;
+    for (uint64_t offset = 0; offset < n && count < 16; offset += *chunk, ++count) {
+      CheckChunk(index, offset, std::min<uint64_t>(*chunk, n - offset), max_message);
+    }
+    if (n > 0) {
+      const uint64_t last = (n - 1) / *chunk * *chunk;
+      CheckChunk(index, last, n - last, max_message);
+    }
+  }
+}
+
 void FetchRequest(const uint8_t* data, size_t size) {
   weightd::v1::FetchRequest request;
   if (!request.ParseFromArray(data, static_cast<int>(size))) return;
@@ -110,6 +153,7 @@ void FetchRequest(const uint8_t* data, size_t size) {
       __builtin_trap();  // the plan promised another size than the cast gives
     }
   }
+  CheckChunks(request, *plan);
 }
 
 }  // namespace
