@@ -127,7 +127,7 @@ EOF
   [[ "$M" == big ]] && EXTRA=(--clients "$CLIENTS" --server_pid "$WPID")
   LB="$("$LOADBENCH" --target "$TARGET" --model "$M" --iters "$ITERS" "${EXTRA[@]}")"
   echo "$LB" | sed "s/^RESULT /  load_bench[$M] /"
-  r() { awk -v k="$1" '$1=="RESULT" && $2==k{print $3}' <<<"$LB"; }
+  r() { awk -v k="$1" '$1=="RESULT" && $2==k{print $3}' <<<"${2:-$LB}"; }  # r KEY [OUTPUT]
   SEC[$M,load]="$(r load_best_s)"
   FAULTS[$M,load]="$(r load_faults)"
   FAULTS[$M,fetch]="$(r fetch_faults)"
@@ -135,9 +135,10 @@ EOF
   # receive buffers are reused instead of returned to the kernel and faulted
   # in again (bench/RESULTS.md, run 3).
   LBT="$(env MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_MMAP_THRESHOLD_=33554432 \
-    MALLOC_TOP_PAD_=67108864 "$LOADBENCH" --target "$TARGET" --model "$M" --iters "$ITERS")"
-  SEC[$M,tuned]="$(awk '$1=="RESULT" && $2=="load_best_s"{print $3}' <<<"$LBT")"
-  FAULTS[$M,tuned]="$(awk '$1=="RESULT" && $2=="load_faults"{print $3}' <<<"$LBT")"
+    MALLOC_TOP_PAD_=67108864 "$LOADBENCH" --target "$TARGET" --model "$M" --iters "$ITERS" \
+    --load_only 1)"
+  SEC[$M,tuned]="$(r load_best_s "$LBT")"
+  FAULTS[$M,tuned]="$(r load_faults "$LBT")"
   SEC[$M,lpart]="$(r load_part_best_s)"
   SEC[$M,fetch]="$(r fetch_best_s)"
   SEC[$M,part]="$(r fetch_part_best_s)"
