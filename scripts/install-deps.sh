@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libre2-dev libgoogle-glog-dev libgflags-dev
   libtorch-dev libxxhash-dev nlohmann-json3-dev zlib1g-dev
   libcpp-httplib-dev libssl-dev openssl
