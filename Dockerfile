@@ -3,8 +3,8 @@
 #   docker build -t weightd .
 #   docker run -p 50051:50051 -p 9090:9090 -v /path/to/repo:/models:ro weightd
 #
-# The build stage installs the same Debian packages as the README
-# (scripts/install-deps.sh) and builds weightd and weightctl. The runtime
+# The build stage installs the Debian packages that building weightd and
+# weightctl needs (scripts/install-deps.sh --server) and builds those two. The runtime
 # stage installs only the Debian packages that own the shared libraries those
 # two binaries load (found with ldd + dpkg -S in the build stage), so it
 # follows whatever the binaries link without a hand-kept list going stale.
@@ -16,8 +16,16 @@ FROM debian:bookworm AS build
 ENV DEBIAN_FRONTEND=noninteractive
 # Dependencies first: this layer is reused while only sources change.
 COPY scripts/install-deps.sh /src/scripts/install-deps.sh
-RUN /src/scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
-COPY . /src
+RUN /src/scripts/install-deps.sh --server && rm -rf /var/lib/apt/lists/*
+# Only what building weightd and weightctl reads, so that edits to tests,
+# scripts or docs reuse the compiled layer.
+COPY CMakeLists.txt /src/
+COPY cmake /src/cmake
+COPY third_party /src/third_party
+COPY proto /src/proto
+COPY core /src/core
+COPY server /src/server
+COPY client /src/client
 WORKDIR /src
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DWEIGHTD_BUILD_TESTS=OFF \
  && cmake --build /build --target weightd weightctl \

@@ -3,16 +3,31 @@
 # Idempotent: safe to run again; only missing packages are installed.
 set -euo pipefail
 
-PACKAGES=(
-  build-essential cmake ninja-build ccache pkg-config git
+#   scripts/install-deps.sh            everything: build, tests, oracles
+#   scripts/install-deps.sh --server   only what building weightd and weightctl
+#                                      needs (the Dockerfile's build stage)
+
+# weightd and weightctl: neither links LibTorch.
+SERVER_PACKAGES=(
+  build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libre2-dev libgoogle-glog-dev libgflags-dev
-  libtorch-dev libxxhash-dev nlohmann-json3-dev zlib1g-dev
-  libcpp-httplib-dev libssl-dev openssl
+  libxxhash-dev nlohmann-json3-dev zlib1g-dev
+  libcpp-httplib-dev libssl-dev
+)
+PACKAGES=(
+  "${SERVER_PACKAGES[@]}" ccache git openssl
+  libtorch-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang libclang-rt-14-dev
   python3 python3-torch python3-torchvision python3-numpy python3-xxhash
+  python3-grpcio debootstrap buildah
 )
+case "${1:-}" in
+  --server) PACKAGES=("${SERVER_PACKAGES[@]}") ;;
+  "") ;;
+  *) echo "usage: $0 [--server]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do
