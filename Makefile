@@ -4,8 +4,11 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 REPOSITORY ?= examples/repository
 LISTEN ?= 127.0.0.1:50051
+# ccache hits survive the checkout moving (CI clones into another folder).
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_NOHASHDIR ?= 1
 
-.PHONY: deps build serve test fuzz-smoke sanitize clean
+.PHONY: deps build serve test test-bookworm test-trixie fuzz-smoke sanitize clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -24,8 +27,15 @@ $(REPOSITORY)/.complete: examples/make_repository.py examples/lenet.py
 serve: build $(REPOSITORY)/.complete
 	$(BUILD)/server/weightd --repository $(REPOSITORY) --listen $(LISTEN) --logtostderr
 
-test: build fuzz-smoke
+# Both lanes: Debian 12 (LibTorch/PyTorch 1.13, this machine) and Debian 13
+# (LibTorch/PyTorch 2.6, in a cached debootstrap root; scripts/trixie-lane.sh).
+test: test-bookworm test-trixie
+
+test-bookworm: build fuzz-smoke
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-trixie:
+	JOBS=$(JOBS) bash scripts/trixie-lane.sh
 
 # Builds the libFuzzer targets with clang and runs each for a short while.
 fuzz-smoke: deps
@@ -39,4 +49,4 @@ sanitize: deps
 	bash scripts/sanitize.sh tsan
 
 clean:
-	rm -rf $(BUILD) build-fuzz
+	rm -rf $(BUILD) build-fuzz build-trixie
