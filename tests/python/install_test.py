@@ -35,7 +35,7 @@ def install_command():
 
 
 def test_readme_packages_are_in_install_deps():
-    m = re.search(r"apt-get install -y ([a-z0-9 .+-]+)", readme_section())
+    m = re.search(r"apt-get install -y ([a-z0-9 .+\n-]+)", readme_section())
     assert m, "the Python client section names its Debian packages"
     with open(os.path.join(ROOT, "scripts", "install-deps.sh")) as f:
         deps = f.read().split()
