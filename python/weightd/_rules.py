@@ -1,8 +1,8 @@
-"""The rule vocabulary of weightctl and the C++ client, as keyword arguments.
+r"""The rule vocabulary of weightctl and the C++ client, as keyword arguments.
 
     strip_prefix="module."            str or list, applied in order
     add_prefix="backbone."            str or list
-    rename=[(r"^fc\.", "head.")]      RE2 pattern and replacement (\\1 groups,
+    rename=[(r"^fc\.", "head.")]      RE2 pattern and replacement (\1 groups,
                                       every match replaced, like re.sub)
     include=..., exclude=...          RE2, partial match on source names
     ignore_missing=..., ignore_unexpected=...

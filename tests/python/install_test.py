@@ -64,7 +64,9 @@ def test_install_command_makes_an_importable_package():
                            text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
         venv_python = os.path.join(work, ".venv", "bin", "python")
-        probe = ("import weightd, weightd.v1.weightd_pb2, weightd._grpc_health.v1.health_pb2; "
+        # torch is for the calls that make tensors only.
+        probe = ("import sys, weightd, weightd.v1.weightd_pb2, weightd._grpc_health.v1.health_pb2; "
+                 "assert 'torch' not in sys.modules, 'import weightd imported torch'; "
                  "print(weightd.__file__); print(weightd.Client('localhost:1').options.target)")
         r = subprocess.run([venv_python, "-c", probe], cwd="/", env=env, capture_output=True,
                            text=True, timeout=120)

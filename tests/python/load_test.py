@@ -212,6 +212,24 @@ def test_progress_callable_sees_every_byte(client):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
+def test_progress_bar_on_a_terminal(client, monkeypatch):
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    client.load_state_dict(fresh("squeezenet1_1"), "squeezenet", progress=True)
+    assert "100.0%" in tty.getvalue() and tty.getvalue().endswith("\n")
+    pipe = Tty()
+    pipe.isatty = lambda: False
+    monkeypatch.setattr("sys.stderr", pipe)
+    client.load_state_dict(fresh("squeezenet1_1"), "squeezenet", progress=True)
+    assert pipe.getvalue() == ""
+
+
 def test_match_is_a_dry_run(client):
     module = fresh("resnet18", num_classes=10)
     before = {k: v.clone() for k, v in module.state_dict().items()}
