@@ -147,6 +147,13 @@ def load_state_dict(client, module, model, *, strict=True, on_shape_mismatch="er
     """
     start = time.monotonic()
     targets = module_targets(module)
+    if not targets:
+        # A Fetch without a target means "every tensor": ask for the report only.
+        r = client.match([], model, version=version, select=select, strict=strict,
+                         on_shape_mismatch=on_shape_mismatch, allow_empty=allow_empty, **rules)
+        if not r.ok:
+            raise LoadError(load_error_message(module, r, strict, on_shape_mismatch), r)
+        return _result(r, 0, 0, start)
     request = pb.FetchRequest(
         model=model, version=version, select=select, rules=rule_set(rules),
         options=_rules.match_options(strict, on_shape_mismatch, allow_empty),
@@ -170,19 +177,23 @@ def load_state_dict(client, module, model, *, strict=True, on_shape_mismatch="er
     if sink.written != len(sink.result.matched):
         raise DataLoss("the stream ended after %d of %d tensors" %
                        (sink.written, len(sink.result.matched)))
-    r = sink.result
+    return _result(sink.result, sink.written, sink.received, start)
+
+
+def _result(r, tensors, received, start):
     out = _types.LoadResult(r.missing_keys, r.unexpected_keys)
     out.mismatched = r.mismatched
     out.inferred_rules = r.inferred_rules
     out.version = r.version
-    out.tensors = sink.written
-    out.bytes = sink.received
+    out.tensors = tensors
+    out.bytes = received
     out.seconds = time.monotonic() - start
     return out
 
 
 class _DictSink:
-    def __init__(self, progress):
+    def __init__(self, cast, progress):
+        self.cast = cast
         self.progress = progress
         self.out = collections.OrderedDict()
         self.report = None
@@ -193,12 +204,12 @@ class _DictSink:
         self.report = report
         self.out.clear()
         self.received = 0
-        self.total = sum(m.nbytes for m in report.matched)
+        self.total = _transfer_total(report, self.cast)
 
     def on_bytes(self, n):
         self.received += n
         if self.progress:
-            self.progress(self.received, max(self.total, self.received))
+            self.progress(self.received, self.total)
 
     def on_tensor(self, header, buffer):
         self.out[header.name] = _tensor(header, buffer)
@@ -257,7 +268,7 @@ def state_dict(client, model, map_location=None, *, select="", version=0, dtype=
             request.target.add(name=target, dtype=t.dtype, shape=t.shape)
         request.rules.CopyFrom(rs)
         request.options.CopyFrom(_rules.match_options(strict=True))
-    sink = _DictSink(make_progress(progress))
+    sink = _DictSink(request.cast_dtype, make_progress(progress))
     try:
         run_fetch(client, request, sink)
     finally:

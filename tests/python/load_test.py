@@ -163,6 +163,17 @@ def test_lenient_load_reports_like_torch(client, files):
     assert_same_state(ours, theirs)
 
 
+def test_module_without_tensors(client):
+    module = torch.nn.ReLU()
+    with pytest.raises(weightd.LoadError) as e:
+        client.load_state_dict(module, "tiny")
+    with pytest.raises(RuntimeError) as want:
+        module.load_state_dict(client.state_dict("tiny"))
+    assert str(e.value) == str(want.value)
+    r = client.load_state_dict(module, "tiny", strict=False, allow_empty=True)
+    assert r.missing_keys == [] and len(r.unexpected_keys) == 12 and r.tensors == 0
+
+
 def test_ignore_rules_quiet_the_strict_check(client, files):
     module = fresh("resnet18")
     module.extra = torch.nn.Linear(3, 3)
