@@ -54,9 +54,10 @@ def test_install_command_makes_an_importable_package():
         link = os.path.join(work, "python")
         if not os.path.lexists(link):
             os.symlink(os.path.join(ROOT, "python"), link)
-        bindir = os.path.join(tmp, "bin")
-        os.makedirs(bindir)
-        os.symlink(PYTHON, os.path.join(bindir, "python3"))
+        # python3 is WEIGHTD_PYTHON's directory's (not, say, a pyenv shim); not
+        # a symlink of our own, which the venv would point at after it is gone.
+        bindir = os.path.dirname(PYTHON)
+        assert os.path.basename(PYTHON) == "python3", "WEIGHTD_PYTHON must be a python3"
         env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""),
                    PIP_NO_INDEX="1")
         env.pop("PYTHONPATH", None)
