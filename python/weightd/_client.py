@@ -27,6 +27,10 @@ class ClientOptions:
     tls_key: str = ""
 
 
+# Trailing metadata accepted from the server (see Client.__init__).
+max_metadata_bytes = 4 << 20
+
+
 def _read(path):
     with open(path, "rb") as f:
         return f.read()
@@ -61,6 +65,11 @@ class Client:
         args = [
             ("grpc.lb_policy_name", o.load_balancing_policy),
             ("grpc.max_receive_message_length", o.max_receive_bytes),
+            # A rejected load ends FAILED_PRECONDITION with every error in the
+            # status message (all missing and unexpected keys: tens of KiB for
+            # an architecture mix-up), past gRPC's 8 KiB metadata default,
+            # which then fails the call before the report arrives.
+            ("grpc.max_metadata_size", max_metadata_bytes),
             # gRPC's own reconnect backoff starts at 1 s; keep it in step with
             # ours so a retry after a refused connection really reconnects.
             ("grpc.initial_reconnect_backoff_ms", backoff_ms),

@@ -35,7 +35,7 @@ cd "$top"
 # A root without python3-setuptools (trixie's pip no longer pulls it in)
 # cannot build the package: then install the wheel built here instead (same
 # protobuf 3.21 and grpcio 1.51 in both releases) and say so.
-if scripts/trixie-run.sh /usr/bin/python3 -c 'import setuptools' 2>/dev/null; then
+if scripts/trixie-run.sh /usr/bin/python3 -c 'import setuptools.build_meta' 2>/dev/null; then
   scripts/trixie-run.sh env WEIGHTD_VENV_DIR="$work" WEIGHTD_PYTHON=/usr/bin/python3 \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider "$here/install_test.py"
 else
