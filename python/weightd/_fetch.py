@@ -11,7 +11,6 @@ import grpc
 import xxhash
 
 from weightd._errors import DataLoss, Error, from_rpc_error
-from weightd._proto import pb
 
 DTYPE_SIZES = {
     "bool": 1, "uint8": 1, "int8": 1, "int16": 2, "int32": 4, "int64": 8, "float16": 2,
