@@ -28,7 +28,7 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "client/client.h"
+#include <weightd/client.h>
 
 namespace {
 

@@ -21,7 +21,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang libclang-rt-14-dev
   python3 python3-torch python3-torchvision python3-numpy python3-xxhash
-  python3-grpcio debootstrap buildah
+  python3-grpcio python3-protobuf python3-pytest python3-venv python3-pip python3-setuptools
+  python3-wheel debootstrap buildah
 )
 case "${1:-}" in
   --server) PACKAGES=("${SERVER_PACKAGES[@]}") ;;

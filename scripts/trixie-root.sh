@@ -27,7 +27,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-torch python3-torchvision python3-numpy python3-xxhash
   python3-safetensors python3-grpcio python3-protobuf python3-pytest python3-venv
-  python3-pip
+  python3-pip python3-setuptools python3-wheel
 )
 
 if [ "$(id -u)" -ne 0 ]; then

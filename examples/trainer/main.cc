@@ -13,7 +13,7 @@
 #include <iostream>
 #include <string>
 
-#include "client/client.h"
+#include <weightd/client.h>
 
 namespace {
 

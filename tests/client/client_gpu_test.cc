@@ -2,7 +2,7 @@
 // (with a message) where no GPU is present; labelled `gpu` in CTest.
 #include <torch/cuda.h>
 
-#include "client/client.h"
+#include <weightd/client.h>
 #include "gtest/gtest.h"
 #include "tests/client/client_test_util.h"
 

@@ -1,6 +1,6 @@
 // End-to-end tests of weightd::Client against a real server, checked against
 // what real PyTorch's load_state_dict does with the same files.
-#include "client/client.h"
+#include <weightd/client.h>
 
 #include <netinet/in.h>
 #include <sys/socket.h>

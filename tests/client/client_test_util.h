@@ -15,7 +15,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "client/client.h"
+#include <weightd/client.h>
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/weight_server.h"
