@@ -1,5 +1,6 @@
 #include "core/checkpoint/select.h"
 
+#include <cstdint>
 #include <cstring>
 
 #include "absl/strings/match.h"
@@ -75,30 +76,33 @@ const Value* Namespace(const Value& node) {
 }
 
 // Where a state dict might be, for the error when none is found: modules
-// and (nested) dicts of tensors below `node`, at most `limit` of them.
-bool AllTensors(const Value& node) {  // a non-empty nest of dicts, tensors at the leaves
-  if (!node.is(Value::Kind::kDict) || node.entries().empty()) return false;
+// and (nested) dicts of tensors, topmost first. `*budget` bounds the nodes
+// looked at, since a failing AllTensors rescans subtrees below it.
+bool AllTensors(const Value& node, int64_t* budget) {  // non-empty dicts, tensors at the leaves
+  if (--*budget < 0 || !node.is(Value::Kind::kDict) || node.entries().empty()) return false;
   for (const auto& [key, value] : node.entries()) {
-    if (!value->is(Value::Kind::kTensor) && !AllTensors(*value)) return false;
+    if (!value->is(Value::Kind::kTensor) && !AllTensors(*value, budget)) return false;
   }
   return true;
 }
 
-void Candidates(const Value& node, const std::string& path, std::vector<std::string>* out) {
-  constexpr size_t kLimit = 20;
-  if (out->size() > kLimit) return;
+constexpr size_t kMaxCandidates = 20;
+
+void Candidates(const Value& node, const std::string& path, int64_t* budget,
+                std::vector<std::string>* out) {
+  if (out->size() > kMaxCandidates || --*budget < 0) return;
   if (!path.empty()) {
     if (IsModule(node)) {
       out->push_back(absl::StrCat(path, " (", node.str(), ")"));
       return;
     }
-    if (AllTensors(node)) {
+    if (AllTensors(node, budget)) {
       out->push_back(absl::StrCat(path, " (dict of tensors)"));
       return;
     }
   }
   auto child = [&](const std::string& name, const Value& v) {
-    Candidates(v, path.empty() ? name : absl::StrCat(path, ".", name), out);
+    Candidates(v, path.empty() ? name : absl::StrCat(path, ".", name), budget, out);
   };
   if (const Value* ns = Namespace(node)) {
     for (const auto& [key, value] : ns->entries()) child(KeyName(*key), *value);
@@ -109,10 +113,11 @@ void Candidates(const Value& node, const std::string& path, std::vector<std::str
 
 std::string DescribeCandidates(const Value& root) {
   std::vector<std::string> found;
-  Candidates(root, "", &found);
+  int64_t budget = 1 << 20;
+  Candidates(root, "", &budget, &found);
   if (found.empty()) return "nothing in the file looks like a state dict or a module";
-  if (found.size() > 20) {
-    found.resize(20);
+  if (found.size() > kMaxCandidates) {
+    found.resize(kMaxCandidates);
     found.push_back("...");
   }
   return absl::StrCat("candidates for --select: ", absl::StrJoin(found, ", "));
