@@ -64,7 +64,7 @@ enum class PickleMode {
   // Whole-model pickles: the global becomes an inert Value::Global. Plain
   // instantiation as pickle does it for any object (NEWOBJ, or REDUCE of
   // copyreg._reconstructor(cls, object, None)) makes an inert
-  // Value::Object; BUILD gives it a dict or (dict, slots) state. Every other
+  // Value::Object; BUILD gives it its __dict__ (a dict; any other state is refused). Every other
   // call of it (REDUCE, INST, OBJ, NEWOBJ_EX) is refused naming it, except
   // REDUCE of functools.partial (torchvision's norm_layer), which is
   // recorded as an object, not made. SETITEM(S), APPEND(S) on an object

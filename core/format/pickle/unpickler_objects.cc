@@ -88,10 +88,10 @@ absl::Status Machine::BuildObject(const ValuePtr& object, const Item& state) {
            items[0]->is(Value::Kind::kGlobal) && items[1]->is(Value::Kind::kTuple) &&
            IsDictOrNone(*items[2]) && IsDictOrNone(*items[3]);
     } else {
-      // The instance __dict__, or (__dict__ or None, slots dict).
-      ok = s.is(Value::Kind::kDict) ||
-           (s.is(Value::Kind::kTuple) && items.size() == 2 && IsDictOrNone(*items[0]) &&
-            items[1]->is(Value::Kind::kDict));
+      // The instance __dict__. (Python also takes a (__dict__, slots) pair,
+      // but no torch.save(model) of torch 1.13 or 2.6 has one, so it stays
+      // out.)
+      ok = s.is(Value::Kind::kDict);
     }
   }
   if (!ok) {
