@@ -40,16 +40,15 @@ absl::Status AppendTensors(const Value& dict, const Value* skip, absl::string_vi
     if (value->is(Value::Kind::kNone) || Contains(skip, *key)) continue;
     std::string name = absl::StrCat(prefix, KeyName(*key));
     if (!value->is(Value::Kind::kTensor)) {
-      return absl::DataLossError(absl::StrCat(what, " \"", name, "\" of a ", module.str(),
-                                              " is a ", value->KindName(), ", not a tensor"));
+      return absl::DataLossError(absl::StrCat(what, " \"", name, "\" of a ", module.str(), " is a ",
+                                              value->KindName(), ", not a tensor"));
     }
     out->emplace_back(std::move(name), value->tensor());
   }
   return absl::OkStatus();
 }
 
-void List(const Value& node, const std::string& path, size_t limit,
-          std::vector<ModuleInfo>* out) {
+void List(const Value& node, const std::string& path, size_t limit, std::vector<ModuleInfo>* out) {
   if (out->size() >= limit) return;
   auto child = [&](const std::string& name, const Value& v) {
     List(v, path.empty() ? name : absl::StrCat(path, ".", name), limit, out);
@@ -91,25 +90,23 @@ const Value* FindSubmodule(const Value& module, absl::string_view name) {
   return child != nullptr && IsModule(*child) ? child : nullptr;
 }
 
-absl::Status AppendModuleStateDict(const Value& module, const std::string& prefix,
-                                   StateDict* out) {
+absl::Status AppendModuleStateDict(const Value& module, const std::string& prefix, StateDict* out) {
   const Value& state = *StateDictOf(module);
-  WEIGHTD_RETURN_IF_ERROR(AppendTensors(*DictAttr(state, "_parameters"), nullptr, "parameter",
-                                        module, prefix, out));
+  WEIGHTD_RETURN_IF_ERROR(
+      AppendTensors(*DictAttr(state, "_parameters"), nullptr, "parameter", module, prefix, out));
   // torch >= 1.6; older modules have no non-persistent buffers.
   const Value* non_persistent = state.Find("_non_persistent_buffers_set");
   if (non_persistent != nullptr && !non_persistent->is(Value::Kind::kSet)) non_persistent = nullptr;
-  WEIGHTD_RETURN_IF_ERROR(AppendTensors(*DictAttr(state, "_buffers"), non_persistent, "buffer",
-                                        module, prefix, out));
+  WEIGHTD_RETURN_IF_ERROR(
+      AppendTensors(*DictAttr(state, "_buffers"), non_persistent, "buffer", module, prefix, out));
   for (const auto& [key, child] : DictAttr(state, "_modules")->entries()) {
     if (child->is(Value::Kind::kNone)) continue;
     std::string name = absl::StrCat(prefix, KeyName(*key));
     if (!IsModule(*child)) {
-      return absl::DataLossError(absl::StrCat("submodule \"", name, "\" of a ", module.str(),
-                                              " is a ", child->is(Value::Kind::kObject)
-                                                            ? child->str()
-                                                            : std::string(child->KindName()),
-                                              ", not a module"));
+      return absl::DataLossError(absl::StrCat(
+          "submodule \"", name, "\" of a ", module.str(), " is a ",
+          child->is(Value::Kind::kObject) ? child->str() : std::string(child->KindName()),
+          ", not a module"));
     }
     WEIGHTD_RETURN_IF_ERROR(AppendModuleStateDict(*child, absl::StrCat(name, "."), out));
   }

@@ -32,8 +32,7 @@ const Value* FindSubmodule(const Value& module, absl::string_view name);
 // with "name." added to the prefix, in registration order. DataLoss when a
 // parameter or buffer is neither a tensor nor None. `module` must satisfy
 // IsModule; the tree's depth is bounded by the unpickler.
-absl::Status AppendModuleStateDict(const Value& module, const std::string& prefix,
-                                   StateDict* out);
+absl::Status AppendModuleStateDict(const Value& module, const std::string& prefix, StateDict* out);
 
 struct ModuleInfo {
   std::string path;        // dotted path from the root ("model.backbone"); "" = root

@@ -26,8 +26,8 @@ absl::StatusOr<std::shared_ptr<const weightd::Storage>> LoadSmallStorage(
   storage->dtype = request.dtype;
   storage->key = request.key;
   size_t numel = static_cast<size_t>(std::min<int64_t>(request.numel, 256));
-  storage->buffer = weightd::Buffer::Own(
-      std::vector<uint8_t>(numel * weightd::DTypeSize(request.dtype), 0x5a));
+  storage->buffer =
+      weightd::Buffer::Own(std::vector<uint8_t>(numel * weightd::DTypeSize(request.dtype), 0x5a));
   storage->data = storage->buffer->data();
   storage->nbytes = storage->buffer->size();
   return std::shared_ptr<const weightd::Storage>(std::move(storage));
@@ -47,12 +47,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_memo = 1 << 16;
   // Every byte string in whole-model mode, and half of them (by the first
   // byte) in the automatic mode readers use.
-  weightd::PickleMode mode = size > 0 && (data[0] & 1) ? weightd::PickleMode::kAuto
-                                                       : weightd::PickleMode::kWholeModel;
+  weightd::PickleMode mode =
+      size > 0 && (data[0] & 1) ? weightd::PickleMode::kAuto : weightd::PickleMode::kWholeModel;
   size_t consumed = 0;
   absl::StatusOr<weightd::ValuePtr> value = weightd::Unpickle(
-      absl::Span<const uint8_t>(data, size), "fuzz.pkl", LoadSmallStorage, limits, &consumed,
-      mode);
+      absl::Span<const uint8_t>(data, size), "fuzz.pkl", LoadSmallStorage, limits, &consumed, mode);
   if (!value.ok()) return 0;
   if (consumed > size) __builtin_trap();
   weightd::Checkpoint checkpoint;

@@ -20,9 +20,7 @@ constexpr char kPartial[] = "functools.partial";
 // what protocol 2 does with NEWOBJ.
 constexpr char kReconstructor[] = "copyreg._reconstructor";
 
-bool IsDictOrNone(const Value& v) {
-  return v.is(Value::Kind::kDict) || v.is(Value::Kind::kNone);
-}
+bool IsDictOrNone(const Value& v) { return v.is(Value::Kind::kDict) || v.is(Value::Kind::kNone); }
 
 }  // namespace
 
@@ -84,9 +82,8 @@ absl::Status Machine::BuildObject(const ValuePtr& object, const Item& state) {
     const std::vector<ValuePtr>& items = s.items();
     if (object->str() == kPartial) {
       // (func, args, keywords, __dict__).
-      ok = s.is(Value::Kind::kTuple) && items.size() == 4 &&
-           items[0]->is(Value::Kind::kGlobal) && items[1]->is(Value::Kind::kTuple) &&
-           IsDictOrNone(*items[2]) && IsDictOrNone(*items[3]);
+      ok = s.is(Value::Kind::kTuple) && items.size() == 4 && items[0]->is(Value::Kind::kGlobal) &&
+           items[1]->is(Value::Kind::kTuple) && IsDictOrNone(*items[2]) && IsDictOrNone(*items[3]);
     } else {
       // The instance __dict__. (Python also takes a (__dict__, slots) pair,
       // but no torch.save(model) of torch 1.13 or 2.6 has one, so it stays

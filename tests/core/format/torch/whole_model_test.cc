@@ -49,8 +49,7 @@ std::vector<std::string> Rows(const StateDict& tensors) {
 std::vector<std::string> ExpectedRows(const nlohmann::json& tensors) {
   std::vector<std::string> rows;
   for (const auto& t : tensors) {
-    rows.push_back(absl::StrFormat("%s %s %s %s", t[0].get<std::string>(),
-                                   t[1].get<std::string>(),
+    rows.push_back(absl::StrFormat("%s %s %s %s", t[0].get<std::string>(), t[1].get<std::string>(),
                                    ShapeToString(t[2].get<std::vector<int64_t>>()),
                                    t[3].get<std::string>()));
   }
@@ -64,8 +63,8 @@ class WholeModelTest : public ::testing::TestWithParam<size_t> {
 
 TEST_P(WholeModelTest, StateDictEqualsPythonsStateDict) {
   const nlohmann::json& c = Case();
-  SCOPED_TRACE(c["file"].get<std::string>() + " (torch " +
-               Expected()["torch"].get<std::string>() + ")");
+  SCOPED_TRACE(c["file"].get<std::string>() + " (torch " + Expected()["torch"].get<std::string>() +
+               ")");
   absl::StatusOr<Checkpoint> checkpoint =
       ReadTorchFile(DataDir() + "/" + c["file"].get<std::string>());
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
@@ -99,9 +98,9 @@ INSTANTIATE_TEST_SUITE_P(PyTorchFiles, WholeModelTest,
 TEST(WholeModelCoverageTest, CoversEveryCaseInBothFormats) {
   std::vector<std::string> files;
   for (const auto& c : Expected()["cases"]) files.push_back(c["file"].get<std::string>());
-  for (const char* name : {"resnet18", "mobilenet_v2", "vit_tiny", "the_model_class",
-                           "data_parallel", "containers", "weight_norm", "in_dict",
-                           "in_dict_auto", "submodule"}) {
+  for (const char* name :
+       {"resnet18", "mobilenet_v2", "vit_tiny", "the_model_class", "data_parallel", "containers",
+        "weight_norm", "in_dict", "in_dict_auto", "submodule"}) {
     for (const char* format : {"zip", "legacy"}) {
       EXPECT_THAT(files, ::testing::Contains(absl::StrFormat("%s.%s.pt", name, format)));
     }
