@@ -41,6 +41,7 @@ struct Command {
   std::string name;
   std::string usage;    // "inspect FILE [--select PATH] [--json]"
   std::string summary;  // one line
+  std::string details;  // more lines for 'weightctl COMMAND --help' (optional)
   std::vector<FlagSpec> flags;
   size_t min_positional = 0;
   size_t max_positional = 0;

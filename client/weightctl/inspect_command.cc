@@ -34,10 +34,15 @@ int RunInspect(const ParsedArgs& args) {
       if (checksums) entry["checksum"] = absl::StrFormat("%016x", t.Checksum());
       tensors.push_back(std::move(entry));
     }
+    Json modules = Json::array();
+    for (const ModuleInfo& m : selection->modules) {
+      modules.push_back({{"path", m.path}, {"class", m.class_name}});
+    }
     Json out = {{"format", checkpoint->format},
                 {"select", selection->path},
                 {"tensors", std::move(tensors)},
                 {"metadata", std::move(metadata)}};
+    if (!modules.empty()) out["modules"] = std::move(modules);
     std::cout << out.dump(-1, ' ', false, Json::error_handler_t::replace) << std::endl;
     return 0;
   }
@@ -61,6 +66,13 @@ int RunInspect(const ParsedArgs& args) {
     if (checksums) std::cout << absl::StrFormat("  %016x", t.Checksum());
     std::cout << "\n";
   }
+  if (!selection->modules.empty()) {
+    // Whole-model file: the classes of the module tree, as named in the file.
+    std::cout << "\nmodules: " << selection->modules.size() << "\n";
+    for (const ModuleInfo& m : selection->modules) {
+      std::cout << "  " << (m.path.empty() ? "(root)" : m.path) << ": " << m.class_name << "\n";
+    }
+  }
   if (!metadata.empty()) std::cout << "\nmetadata: " << metadata.dump(2) << "\n";
   return 0;
 }
@@ -72,9 +84,20 @@ Command InspectCommand() {
   c.name = "inspect";
   c.usage = "inspect FILE [--select PATH] [--json] [--checksums]";
   c.summary = "Lists the tensors (name, dtype, shape, bytes) and metadata of a checkpoint file.";
+  c.details =
+      "Whole-model files (torch.save(model), zip or legacy) are read without running any\n"
+      "code: module classes become inert records of their name and pickled state, and\n"
+      "the tensors are what the default nn.Module.state_dict() returns (_parameters,\n"
+      "persistent _buffers, then _modules, in registration order). State-dict hooks,\n"
+      "an overridden _save_to_state_dict or get_extra_state live in the class's code,\n"
+      "not in the file, and are not applied. --select walks submodules\n"
+      "(--select model.backbone names tensors relative to backbone); the module classes\n"
+      "are listed under 'modules'. A call in the file other than plain instantiation\n"
+      "(and a short allowlist, e.g. functools.partial) is refused, naming the global.\n";
   c.flags = {
-      {"select", true, "PATH  state dict to list (default: automatic, see DESIGN.md section 2)"},
-      {"json", false, "prints one JSON object: format, select, tensors, metadata"},
+      {"select", true,
+       "PATH  state dict or module to list (default: automatic, see DESIGN.md section 2)"},
+      {"json", false, "prints one JSON object: format, select, tensors, metadata, modules"},
       {"checksums", false, "adds each tensor's xxHash64 (seed 0) of its row-major bytes"},
   };
   c.min_positional = c.max_positional = 1;

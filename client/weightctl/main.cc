@@ -31,6 +31,7 @@ void PrintUsage(std::ostream& out) {
 
 void PrintCommandHelp(const Command& c) {
   std::cout << "usage: weightctl " << c.usage << "\n" << c.summary << "\n";
+  if (!c.details.empty()) std::cout << "\n" << c.details;
   if (!c.flags.empty()) std::cout << "\nflags:\n";
   for (const FlagSpec& f : c.flags) {
     std::cout << "  --" << f.name << (f.takes_value ? " " : "  ") << f.help << "\n";

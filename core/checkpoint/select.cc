@@ -1,11 +1,13 @@
 #include "core/checkpoint/select.h"
 
+#include <cstdint>
 #include <cstring>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/checkpoint/module_tree.h"
 #include "core/util/status_macros.h"
 
 namespace weightd {
@@ -33,20 +35,92 @@ bool IsStateDict(const Value& v) {
   return true;
 }
 
-void Flatten(const Value& node, const std::string& prefix, StateDict* out) {
-  auto visit = [&](const std::string& name, const Value& child) {
+// Tensors below `node` by dotted path; a module below it contributes its
+// state dict (module_tree.h), so "model.fc.weight" names the same tensor
+// however the module sits in the tree.
+absl::Status Flatten(const Value& node, const std::string& prefix, StateDict* out) {
+  if (IsModule(node)) {
+    return AppendModuleStateDict(node, prefix.empty() ? "" : absl::StrCat(prefix, "."), out);
+  }
+  auto visit = [&](const std::string& name, const Value& child) -> absl::Status {
     std::string full = prefix.empty() ? name : absl::StrCat(prefix, ".", name);
     if (child.is(Value::Kind::kTensor)) {
       out->emplace_back(std::move(full), child.tensor());
-    } else if (IsContainer(child)) {
-      Flatten(child, full, out);
+    } else if (IsContainer(child) || IsModule(child)) {
+      return Flatten(child, full, out);
     }
+    return absl::OkStatus();
   };
   if (node.is(Value::Kind::kDict)) {
-    for (const auto& [key, value] : node.entries()) visit(KeyName(*key), *value);
+    for (const auto& [key, value] : node.entries()) {
+      WEIGHTD_RETURN_IF_ERROR(visit(KeyName(*key), *value));
+    }
   } else {
-    for (size_t i = 0; i < node.items().size(); ++i) visit(absl::StrCat(i), *node.items()[i]);
+    for (size_t i = 0; i < node.items().size(); ++i) {
+      WEIGHTD_RETURN_IF_ERROR(visit(absl::StrCat(i), *node.items()[i]));
+    }
   }
+  return absl::OkStatus();
+}
+
+// The dict a path component is looked up in: the node itself, a module's
+// `_modules` (so "model.backbone" is model's submodule backbone), or another
+// object's attributes.
+const Value* Namespace(const Value& node) {
+  if (node.is(Value::Kind::kDict)) return &node;
+  if (!node.is(Value::Kind::kObject)) return nullptr;
+  const Value* state = node.object_state().get();
+  if (!state->is(Value::Kind::kDict)) return nullptr;
+  if (IsModule(node)) return state->Find("_modules");
+  return state;
+}
+
+// Where a state dict might be, for the error when none is found: modules
+// and (nested) dicts of tensors, topmost first. `*budget` bounds the nodes
+// looked at, since a failing AllTensors rescans subtrees below it.
+bool AllTensors(const Value& node, int64_t* budget) {  // non-empty dicts, tensors at the leaves
+  if (--*budget < 0 || !node.is(Value::Kind::kDict) || node.entries().empty()) return false;
+  for (const auto& [key, value] : node.entries()) {
+    if (!value->is(Value::Kind::kTensor) && !AllTensors(*value, budget)) return false;
+  }
+  return true;
+}
+
+constexpr size_t kMaxCandidates = 20;
+
+void Candidates(const Value& node, const std::string& path, int64_t* budget,
+                std::vector<std::string>* out) {
+  if (out->size() > kMaxCandidates || --*budget < 0) return;
+  if (!path.empty()) {
+    if (IsModule(node)) {
+      out->push_back(absl::StrCat(path, " (", node.str(), ")"));
+      return;
+    }
+    if (AllTensors(node, budget)) {
+      out->push_back(absl::StrCat(path, " (dict of tensors)"));
+      return;
+    }
+  }
+  auto child = [&](const std::string& name, const Value& v) {
+    Candidates(v, path.empty() ? name : absl::StrCat(path, ".", name), budget, out);
+  };
+  if (const Value* ns = Namespace(node)) {
+    for (const auto& [key, value] : ns->entries()) child(KeyName(*key), *value);
+  } else if (node.is(Value::Kind::kList) || node.is(Value::Kind::kTuple)) {
+    for (size_t i = 0; i < node.items().size(); ++i) child(absl::StrCat(i), *node.items()[i]);
+  }
+}
+
+std::string DescribeCandidates(const Value& root) {
+  std::vector<std::string> found;
+  int64_t budget = 1 << 20;
+  Candidates(root, "", &budget, &found);
+  if (found.empty()) return "nothing in the file looks like a state dict or a module";
+  if (found.size() > kMaxCandidates) {
+    found.resize(kMaxCandidates);
+    found.push_back("...");
+  }
+  return absl::StrCat("candidates for --select: ", absl::StrJoin(found, ", "));
 }
 
 std::string DescribeKeys(const Value& node) {
@@ -70,8 +144,8 @@ absl::StatusOr<const Value*> Walk(const Value& root, absl::string_view path) {
   while (!rest.empty()) {
     const Value* next = nullptr;
     size_t used = 0;
-    if (node->is(Value::Kind::kDict)) {
-      for (const auto& [key, value] : node->entries()) {
+    if (const Value* ns = Namespace(*node)) {
+      for (const auto& [key, value] : ns->entries()) {
         std::string name = KeyName(*key);
         if (name.size() > used && absl::StartsWith(rest, name) &&
             (rest.size() == name.size() || rest[name.size()] == '.')) {
@@ -81,7 +155,7 @@ absl::StatusOr<const Value*> Walk(const Value& root, absl::string_view path) {
       }
       if (next == nullptr) {
         return absl::NotFoundError(absl::StrCat("no key \"", rest, "\" under \"", walked,
-                                                "\"; keys there: ", DescribeKeys(*node)));
+                                                "\"; keys there: ", DescribeKeys(*ns)));
       }
     } else if (node->is(Value::Kind::kList) || node->is(Value::Kind::kTuple)) {
       size_t dot = rest.find('.');
@@ -204,6 +278,10 @@ Json MetadataOf(const Value& node, const Value* skip) {
       return absl::StrCat("<bytes of length ", node.str().size(), ">");
     case Value::Kind::kDType:
       return std::string(DTypeName(node.dtype()));
+    case Value::Kind::kGlobal:
+      return node.str();
+    case Value::Kind::kObject:  // a module's attributes are not metadata
+      return Json(Json::value_t::discarded);
     case Value::Kind::kTensor: {
       const TensorRecord& t = node.tensor();
       if (t.shape.empty() && t.data() != nullptr) return ScalarTensorJson(t);
@@ -250,17 +328,19 @@ absl::StatusOr<Selection> SelectStateDict(const Checkpoint& checkpoint, absl::st
     }
     node = *found;
     selection.path = std::string(path);
-    if (!IsContainer(*node)) {
-      return absl::NotFoundError(absl::StrCat(checkpoint.path, ": select \"", path,
-                                              "\" is a ", node->KindName(),
-                                              ", not a dict of tensors"));
+    if (!IsContainer(*node) && !IsModule(*node)) {
+      return absl::NotFoundError(absl::StrCat(
+          checkpoint.path, ": select \"", path, "\" is a ",
+          node->is(Value::Kind::kObject) ? absl::StrCat(node->str(), " object")
+                                         : std::string(node->KindName()),
+          ", not a module or a dict of tensors; ", DescribeCandidates(root)));
     }
-  } else if (IsStateDict(root)) {
+  } else if (IsStateDict(root) || IsModule(root)) {
     node = &root;
   } else if (root.is(Value::Kind::kDict)) {
     for (const char* key : kAutoSelectKeys) {
       const Value* candidate = root.Find(key);
-      if (candidate != nullptr && candidate->is(Value::Kind::kDict)) {
+      if (candidate != nullptr && (candidate->is(Value::Kind::kDict) || IsModule(*candidate))) {
         node = candidate;
         selection.path = key;
         break;
@@ -270,13 +350,26 @@ absl::StatusOr<Selection> SelectStateDict(const Checkpoint& checkpoint, absl::st
       return absl::NotFoundError(absl::StrCat(
           checkpoint.path, ": no state dict found: the root is a dict with keys ",
           DescribeKeys(root), " and none of state_dict, model_state_dict, model, module; "
-          "choose one with --select"));
+          "choose one with --select; ", DescribeCandidates(root)));
     }
   } else {
-    return absl::NotFoundError(absl::StrCat(checkpoint.path, ": the root is a ",
-                                            root.KindName(), ", not a dict of tensors"));
+    return absl::NotFoundError(absl::StrCat(
+        checkpoint.path, ": the root is a ",
+        root.is(Value::Kind::kObject) ? absl::StrCat(root.str(), " object") : std::string(root.KindName()),
+        ", not a module or a dict of tensors; ", DescribeCandidates(root)));
   }
-  Flatten(*node, "", &selection.tensors);
+  absl::Status flattened = Flatten(*node, "", &selection.tensors);
+  if (!flattened.ok()) {
+    return absl::Status(flattened.code(),
+                        absl::StrCat(checkpoint.path, ": ", flattened.message()));
+  }
+  for (ModuleInfo& module : ListModules(*node)) {
+    if (!selection.path.empty()) {
+      module.path = module.path.empty() ? selection.path
+                                        : absl::StrCat(selection.path, ".", module.path);
+    }
+    selection.modules.push_back(std::move(module));
+  }
   return selection;
 }
 

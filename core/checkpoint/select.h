@@ -3,10 +3,12 @@
 #define WEIGHTD_CORE_CHECKPOINT_SELECT_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/checkpoint/checkpoint.h"
+#include "core/checkpoint/module_tree.h"
 #include "nlohmann/json.hpp"
 
 namespace weightd {
@@ -19,13 +21,21 @@ inline constexpr const char* kAutoSelectKeys[] = {"state_dict", "model_state_dic
 struct Selection {
   std::string path;  // the path used ("" = the root)
   StateDict tensors;
+  // Whole-model files: the modules of the selected subtree (paths from the
+  // root, "" = the root itself), parents first; empty for plain state dicts.
+  std::vector<ModuleInfo> modules;
 };
 
 // Selects the state dict at `path` ("model_state_dict", "ema", "a.b", "list.0"
 // for list items; a dict key containing dots is matched whole). Tensors nested
-// below the selected node are named with dotted paths. With an empty `path`
-// the root is taken if all its values are tensors, else the first of
-// kAutoSelectKeys present. NotFound names the missing part and what exists.
+// below the selected node are named with dotted paths. In a whole-model file
+// a path goes through submodules ("model.backbone") and a selected module
+// yields what its default nn.Module.state_dict() would (module_tree.h), named
+// relative to it. With an empty `path` the root is taken if it is a module or
+// all its values are tensors, else the first of kAutoSelectKeys present that
+// is a dict or a module. NotFound names the missing part and what exists;
+// when no state dict is found it lists the candidate paths (modules, dicts of
+// tensors) for --select.
 absl::StatusOr<Selection> SelectStateDict(const Checkpoint& checkpoint, absl::string_view path);
 
 // Non-tensor leaves of the tree outside the subtree at `selected_path`

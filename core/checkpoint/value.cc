@@ -116,6 +116,18 @@ ValuePtr Value::Device(std::string device) {
   return p;
 }
 
+ValuePtr Value::Global(std::string name) {
+  ValuePtr p(new Value(Kind::kGlobal));
+  p->str_ = std::move(name);
+  return p;
+}
+ValuePtr Value::Object(std::string class_name, ValuePtr args) {
+  ValuePtr p(new Value(Kind::kObject));
+  p->str_ = std::move(class_name);
+  p->items_ = {std::move(args), None()};
+  return p;
+}
+
 absl::Status Value::SetItem(ValuePtr key, ValuePtr value) {
   if (kind_ != Kind::kDict) {
     return absl::DataLossError(absl::StrCat("item assignment on a ", KindName(), ", not a dict"));
@@ -170,6 +182,8 @@ absl::string_view Value::KindName() const {
     case Kind::kTensor: return "Tensor";
     case Kind::kDType: return "torch.dtype";
     case Kind::kDevice: return "torch.device";
+    case Kind::kGlobal: return "global";
+    case Kind::kObject: return "object";
   }
   return "?";
 }

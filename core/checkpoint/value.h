@@ -1,5 +1,7 @@
 // The value tree a checkpoint file holds: what Python's torch.load would
-// return, restricted to data (dicts, lists, scalars, strings, tensors).
+// return, restricted to data (dicts, lists, scalars, strings, tensors), plus
+// inert records of the objects of a whole-model pickle (torch.save(model)):
+// a class name and its pickled state, never a live object.
 #ifndef WEIGHTD_CORE_CHECKPOINT_VALUE_H_
 #define WEIGHTD_CORE_CHECKPOINT_VALUE_H_
 
@@ -39,6 +41,14 @@ class Value {
     kTensor,
     kDType,
     kDevice,  // torch.device: str() holds "cuda:0"
+    // A reference to a class or function by name ("torch.nn.modules.conv.Conv2d")
+    // that was never looked up: str() holds the name.
+    kGlobal,
+    // An object a whole-model pickle instantiated (NEWOBJ), or an allowlisted
+    // call it recorded (functools.partial): str() holds the class name,
+    // object_args() the arguments and object_state() what BUILD gave (None
+    // before BUILD). Nothing of the class ever runs.
+    kObject,
   };
 
   static ValuePtr None();
@@ -56,6 +66,8 @@ class Value {
   static ValuePtr Tensor(TensorRecord tensor);
   static ValuePtr DTypeValue(DType dtype);
   static ValuePtr Device(std::string device);
+  static ValuePtr Global(std::string name);
+  static ValuePtr Object(std::string class_name, ValuePtr args);
 
   Kind kind() const { return kind_; }
   bool is(Kind kind) const { return kind_ == kind; }
@@ -77,6 +89,12 @@ class Value {
   absl::Status SetItem(ValuePtr key, ValuePtr value);
   // Value of the string key `key`, or nullptr.
   const Value* Find(absl::string_view key) const;
+
+  // kObject: the arguments (a tuple) and the BUILD state. They are also
+  // items()[0] and items()[1], so code that walks items() sees them.
+  const ValuePtr& object_args() const { return items_[0]; }
+  const ValuePtr& object_state() const { return items_[1]; }
+  void set_object_state(ValuePtr state) { items_[1] = std::move(state); }
 
   const TensorRecord& tensor() const { return *tensor_; }
   TensorRecord& mutable_tensor() { return *tensor_; }

@@ -26,7 +26,37 @@ TEST_F(ClientTest, ListModelsNamesEveryModelOfTheRepository) {
   std::vector<std::string> names;
   for (const ModelInfo& m : *models) names.push_back(m.name);
   EXPECT_THAT(names, UnorderedElementsAre("big", "classifier", "lenet", "lenet_ddp", "lenet_half",
-                                          "lenet_head100", "nan"));
+                                          "lenet_head100", "lenet_whole", "lenet_whole_dp",
+                                          "lenet_whole_legacy", "nan"));
+}
+
+// torch.save(model), zip and legacy: the server serves model.state_dict().
+TEST_F(ClientTest, LoadsAWholeModelFileExactlyLikeItsStateDict) {
+  for (const char* model : {"lenet_whole", "lenet_whole_legacy"}) {
+    SCOPED_TRACE(model);
+    absl::StatusOr<Manifest> manifest = client_->GetManifest(model);
+    ASSERT_TRUE(manifest.ok()) << manifest.status();
+    std::vector<std::string> names;
+    for (const ManifestTensor& t : manifest->tensors) names.push_back(t.name);
+    EXPECT_EQ(names, Expected().at("lenet_order").get<std::vector<std::string>>());
+    LeNet net;
+    LoadOptions options;
+    options.strict = true;
+    absl::StatusOr<LoadReport> report = client_->Load(*net, model, options);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_EQ(Checksums(*net), ExpectedChecksums("lenet"));
+    EXPECT_EQ(report->tensors, 15);
+  }
+}
+
+TEST_F(ClientTest, LoadsAWholeDataParallelModelWithItsPrefixStripped) {
+  LeNet net;
+  LoadOptions options;
+  options.rules = {StripPrefix("module.")};
+  options.strict = true;
+  absl::StatusOr<LoadReport> report = client_->Load(*net, "lenet_whole_dp", options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(Checksums(*net), ExpectedChecksums("lenet"));
 }
 
 TEST_F(ClientTest, GetManifestListsTensorsInCheckpointOrder) {

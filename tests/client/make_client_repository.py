@@ -54,6 +54,13 @@ def main():
     loaded.load_state_dict(sd)
     expected["lenet"] = checksums(loaded)
 
+    # Whole-model files (torch.save(model)), zip and legacy, and a whole
+    # DataParallel: the server serves their state_dict().
+    save("lenet_whole", source)
+    torch.save(source, os.path.join(repo, "lenet_whole_legacy.pt"),
+               _use_new_zipfile_serialization=False)
+    save("lenet_whole_dp", torch.nn.DataParallel(source))
+
     # DataParallel / DDP names.
     save("lenet_ddp", {"module." + k: v for k, v in sd.items()})
 

@@ -47,7 +47,8 @@ class RemoteTest(unittest.TestCase):
     def test_list_names_every_model(self):
         models = json.loads(self.ctl("list", "--json").stdout)
         self.assertEqual(sorted(m["name"] for m in models),
-                         ["big", "classifier", "lenet", "lenet_ddp", "lenet_half", "lenet_head100", "nan"])
+                         ["big", "classifier", "lenet", "lenet_ddp", "lenet_half", "lenet_head100",
+                          "lenet_whole", "lenet_whole_dp", "lenet_whole_legacy", "nan"])
         table = self.ctl("list").stdout
         self.assertIn("lenet_half", table)
 

@@ -104,6 +104,29 @@ def add_hostile(add, control, canary):
              b"\x80\x02c__builtin__\ngetattr\n(c__builtin__\n__import__\n(X\x02\x00\x00\x00ostR"
              b"X\x06\x00\x00\x00systemtR(X" + struct.pack("<I", len(touch)) + touch.encode() +
              b"tR.", "builtins.getattr", "getattr(__import__('os'), 'system')(cmd)")
+    # Whole-model files (torch.save(model)): classes are inert records, but
+    # a call inside one is refused as in any other file.
+    payload_module = torch.nn.Linear(2, 2)
+    payload_module.payload = m.Call(os.system, touch)
+    add("whole_model_system_attribute.pt", m.saved(payload_module), "posix.system",
+        "torch.save(module) with an os.system(cmd) attribute, zip")
+    add("whole_model_system_attribute_legacy.pt",
+        m.saved(payload_module, _use_new_zipfile_serialization=False), "posix.system",
+        "torch.save(module) with an os.system(cmd) attribute, legacy")
+    pkl_case("whole_model_build_int_state.pt", b"\x80\x02c__main__\nX\n)\x81K\x01b.",
+             "with a int state", "BUILD of a stub object with an int (calls __setstate__)")
+    pkl_case("whole_model_setitems_on_object.pt",
+             b"\x80\x02c__main__\nX\n)\x81(K\x01X\x02\x00\x00\x00rmu.",
+             "SETITEMS on a __main__.X object", "SETITEMS on a stub (calls __setitem__)")
+    pkl_case("whole_model_newobj_ex.pt",
+             b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x02ls\x85}\x92.",
+             "os.system", "NEWOBJ_EX of os.system")
+    # A module-shaped state whose parameter is not a tensor.
+    pkl_case("whole_model_parameter_not_tensor.pt",
+             b"\x80\x02c__main__\nX\n)\x81}(X\x0b\x00\x00\x00_parameters}X\x01\x00\x00\x00"
+             b"wK\x01sX\x08\x00\x00\x00_buffers}X\x08\x00\x00\x00_modules}ub.",
+             'parameter "w" of a __main__.X is a int', "a module whose parameter is an int")
+
     # __reduce__ chains: allowlisted callables fed hostile arguments. The
     # inner global is refused as soon as the pickle names it.
     pkl_case("chain_ordereddict_of_system.pt",

@@ -356,8 +356,11 @@ def build(outdir):
              "builtins.getattr")
     pkl_case("global_inst_opcode.pt", b"\x80\x02(X\x02\x00\x00\x00lsios\nsystem\n.",
              "os.system", "INST os.system")
-    add("global_whole_module.pt", saved(nn.Linear(2, 2)), "torch.nn.modules.linear.Linear",
-        "torch.save of a whole nn.Module")
+    # A whole nn.Module reads (its classes are inert records, never called).
+    control("control_whole_module_zip.pt", saved(nn.Linear(2, 2)), "torch.save(nn.Linear), zip")
+    control("control_whole_module_legacy.pt",
+            saved(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)),
+                  _use_new_zipfile_serialization=False), "torch.save(nn.Sequential), legacy")
 
     # Tensors that do not fit their storage.
     add("tensor_storage_too_short.pt", fake_tensor_zip(0, (4, 4), (4, 1), 4, 16), "needs 64",

@@ -52,6 +52,35 @@ def legacy_seeds(sd, views, full):
     return out
 
 
+class Tiny(torch.nn.Module):
+    """A __main__ module with what whole-model files hold: containers, a
+    BatchNorm, an RNN, a None parameter, a non-persistent buffer, weight_norm's
+    hook object and a functools.partial attribute."""
+
+    def __init__(self):
+        super().__init__()
+        import functools
+        self.seq = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+        self.heads = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 1)})
+        self.rnn = torch.nn.GRU(2, 2)
+        self.wn = torch.nn.utils.weight_norm(torch.nn.Linear(2, 2))
+        self.seq[0].bias = None
+        self.register_buffer("tmp", torch.zeros(1), persistent=False)
+        self.norm_layer = functools.partial(torch.nn.LayerNorm, eps=1e-6)
+
+
+def whole_model_seeds():
+    """torch.save(model) (whole-model files), zip and legacy."""
+    out = {}
+    for name, obj in (("tiny", Tiny()), ("in_dict", {"model": Tiny(), "epoch": 1}),
+                      ("dp", torch.nn.DataParallel(torch.nn.Linear(2, 2)))):
+        for zipped in (True, False):
+            buf = io.BytesIO()
+            torch.save(obj, buf, _use_new_zipfile_serialization=zipped)
+            out["whole_%s_%s" % (name, "zip" if zipped else "legacy")] = buf.getvalue()
+    return out
+
+
 def index_seeds():
     """model.safetensors.index.json files as transformers' save_pretrained
     writes them (json.dumps(index, indent=2, sort_keys=True) + newline),
@@ -94,8 +123,8 @@ def main(out):
         torch.save(obj, buf, pickle_protocol=proto, _use_new_zipfile_serialization=zipped)
         files[f"{'zip' if zipped else 'legacy'}{i}"] = buf.getvalue()
 
-    for name in ("zip_reader", "torch_file", "torch_legacy", "unpickler", "safetensors",
-                 "safetensors_index", "rules"):
+    for name in ("zip_reader", "torch_file", "torch_legacy", "unpickler", "whole_model",
+                 "safetensors", "safetensors_index", "rules"):
         os.makedirs(os.path.join(out, name), exist_ok=True)
 
     def put(fuzzer, name, data):
@@ -118,6 +147,12 @@ def main(out):
         put("torch_legacy", name, data)
     for name, data in index_seeds().items():
         put("safetensors_index", name, data)
+    for name, data in whole_model_seeds().items():
+        put("torch_file" if name.endswith("zip") else "torch_legacy", name, data)
+        if name.endswith("zip"):
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                pkl = [n for n in z.namelist() if n.endswith("data.pkl")][0]
+                put("whole_model", name, z.read(pkl))
     put("rules", "rules", b"strip_prefix:module.\nadd_prefix:backbone.\nregex:^layer(\\d+)\\.=stage\\1.\n")
 
 

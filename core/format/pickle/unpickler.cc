@@ -38,7 +38,11 @@ uint64_t KeyEdge(const Value& key) {
 }  // namespace
 
 std::string Describe(const Item& item) {
-  if (const ValuePtr* v = AsValue(item)) return std::string((*v)->KindName());
+  if (const ValuePtr* v = AsValue(item)) {
+    if ((*v)->is(Value::Kind::kGlobal)) return absl::StrCat("global ", (*v)->str());
+    if ((*v)->is(Value::Kind::kObject)) return absl::StrCat((*v)->str(), " object");
+    return std::string((*v)->KindName());
+  }
   if (const GlobalRef* g = AsGlobal(item)) return absl::StrCat("global ", g->name);
   if (AsStorage(item)) return "storage";
   return "tuple";
@@ -251,6 +255,7 @@ absl::StatusOr<Item> Machine::MakeTuple(std::vector<Item> items) {
 
 absl::Status Machine::Append(const ValuePtr& list, std::vector<Item> items,
                              absl::string_view opcode) {
+  if (list->is(Value::Kind::kObject)) return RefuseOnObject(*list, opcode);
   if (!list->is(Value::Kind::kList)) {
     return Corrupt(absl::StrCat(opcode, " on a ", list->KindName(), ", not a list"));
   }
@@ -265,6 +270,7 @@ absl::Status Machine::Append(const ValuePtr& list, std::vector<Item> items,
 
 absl::Status Machine::SetItems(const ValuePtr& dict, std::vector<Item> items,
                                absl::string_view opcode) {
+  if (dict->is(Value::Kind::kObject)) return RefuseOnObject(*dict, opcode);
   if (!dict->is(Value::Kind::kDict)) {
     return Corrupt(absl::StrCat(opcode, " on a ", dict->KindName(), ", not a dict"));
   }
@@ -288,6 +294,7 @@ absl::Status Machine::SetItems(const ValuePtr& dict, std::vector<Item> items,
 
 absl::Status Machine::AddItems(const ValuePtr& set, std::vector<Item> items,
                                absl::string_view opcode) {
+  if (set->is(Value::Kind::kObject)) return RefuseOnObject(*set, opcode);
   if (!set->is(Value::Kind::kSet)) {
     return Corrupt(absl::StrCat(opcode, " on a ", set->KindName(), ", not a set"));
   }
@@ -620,9 +627,27 @@ absl::StatusOr<ValuePtr> Machine::Run(size_t* consumed) {
 
 absl::StatusOr<ValuePtr> Unpickle(absl::Span<const uint8_t> bytes, absl::string_view what,
                                   const StorageLoader& load_storage,
-                                  const UnpicklerLimits& limits, size_t* consumed) {
-  pickle_internal::Machine machine(bytes, what, load_storage, limits);
-  return machine.Run(consumed);
+                                  const UnpicklerLimits& limits, size_t* consumed,
+                                  PickleMode mode) {
+  using pickle_internal::Machine;
+  absl::StatusOr<ValuePtr> data = absl::UnknownError("not run");
+  if (mode != PickleMode::kWholeModel) {
+    Machine machine(bytes, what, load_storage, limits, PickleMode::kData);
+    data = machine.Run(consumed);
+    if (mode == PickleMode::kData || data.ok() || !machine.refused_global()) return data;
+  }
+  // A second pass over the same bytes, same limits; the loader is asked for
+  // the same storages again (readers deduplicate by key).
+  Machine machine(bytes, what, load_storage, limits, PickleMode::kWholeModel);
+  size_t whole_consumed = 0;
+  absl::StatusOr<ValuePtr> whole = machine.Run(&whole_consumed);
+  if (mode == PickleMode::kWholeModel ||
+      (whole.ok() ? machine.saw_module() : machine.made_objects())) {
+    if (whole.ok() && consumed != nullptr) *consumed = whole_consumed;
+    return whole;
+  }
+  // Not a whole-model pickle: the data error stands, exactly as under kData.
+  return data;
 }
 
 }  // namespace weightd

@@ -1,7 +1,9 @@
 // A restricted unpickler for the pickles torch.save writes (protocols 2 and
-// 4). It builds a Value tree and never executes anything: every GLOBAL is
-// looked up in a fixed allowlist (in the spirit of torch.load(weights_only=True))
-// and anything else is refused with an error naming it.
+// 4). It builds a Value tree and never executes, imports or looks up
+// anything: every GLOBAL is matched against a fixed allowlist (in the spirit
+// of torch.load(weights_only=True)). Outside it, a state-dict pickle is
+// refused with an error naming the global; a whole-model pickle
+// (torch.save(model)) gets inert records of its objects (see PickleMode).
 #ifndef WEIGHTD_CORE_FORMAT_PICKLE_UNPICKLER_H_
 #define WEIGHTD_CORE_FORMAT_PICKLE_UNPICKLER_H_
 
@@ -55,6 +57,25 @@ struct UnpicklerLimits {
   size_t max_tree_text = size_t{256} << 20;
 };
 
+// What the unpickler makes of a global outside the allowlist.
+enum class PickleMode {
+  // Refuses it, naming it (state dicts, training checkpoints).
+  kData,
+  // Whole-model pickles: the global becomes an inert Value::Global. Plain
+  // instantiation as pickle does it for any object (NEWOBJ, or REDUCE of
+  // copyreg._reconstructor(cls, object, None)) makes an inert
+  // Value::Object; BUILD gives it its __dict__ (a dict; any other state is refused). Every other
+  // call of it (REDUCE, INST, OBJ, NEWOBJ_EX) is refused naming it, except
+  // REDUCE of functools.partial (torchvision's norm_layer), which is
+  // recorded as an object, not made. SETITEM(S), APPEND(S) on an object
+  // (which would run its code) are refused.
+  kWholeModel,
+  // kData; if that refuses a global, kWholeModel, whose result is kept only
+  // if it holds an nn.Module-like object (IsModule, module_tree.h). Else the
+  // kData error stands, so data files fail exactly as under kData.
+  kAuto,
+};
+
 // Unpickles `bytes`. `what` names the source in error messages
 // ("model.pt: archive/data.pkl"). On success `*consumed` (if not null) is the
 // number of bytes read up to and including STOP (legacy files chain pickles).
@@ -65,7 +86,8 @@ struct UnpicklerLimits {
 absl::StatusOr<ValuePtr> Unpickle(absl::Span<const uint8_t> bytes, absl::string_view what,
                                   const StorageLoader& load_storage,
                                   const UnpicklerLimits& limits = {},
-                                  size_t* consumed = nullptr);
+                                  size_t* consumed = nullptr,
+                                  PickleMode mode = PickleMode::kAuto);
 
 }  // namespace weightd
 

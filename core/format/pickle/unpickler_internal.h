@@ -101,11 +101,18 @@ std::string Describe(const Item& item);
 // The interpreter state of one Unpickle call.
 class Machine {
  public:
+  // `mode` is kData or kWholeModel.
   Machine(absl::Span<const uint8_t> bytes, absl::string_view what, const StorageLoader& loader,
-          const UnpicklerLimits& limits)
-      : bytes_(bytes), what_(what), loader_(loader), limits_(limits) {}
+          const UnpicklerLimits& limits, PickleMode mode)
+      : bytes_(bytes), what_(what), loader_(loader), limits_(limits), mode_(mode) {}
 
   absl::StatusOr<ValuePtr> Run(size_t* consumed);
+
+  // Whether a global outside the allowlist was refused (kData).
+  bool refused_global() const { return refused_global_; }
+  // Whether an object was instantiated / a module BUILT (kWholeModel).
+  bool made_objects() const { return made_objects_; }
+  bool saw_module() const { return saw_module_; }
 
  private:
   // --- errors (message: "<what>: <reason> at offset N") ---
@@ -153,6 +160,12 @@ class Machine {
   absl::StatusOr<Item> CallGlobal(const GlobalRef& fn, absl::Span<const Item> args);
   absl::StatusOr<Item> PersistentLoad(const Item& pid);
   absl::Status Build(const Item& inst, const Item& state);
+  // --- whole-model objects (unpickler_objects.cc) ---
+  absl::StatusOr<Item> CallRecorded(const Value& global, const Item& args,
+                                    absl::string_view opcode);
+  absl::StatusOr<Item> Instantiate(const std::string& class_name, ValuePtr args);
+  absl::Status BuildObject(const ValuePtr& object, const Item& state);
+  absl::Status RefuseOnObject(const Value& object, absl::string_view opcode) const;
   absl::StatusOr<Item> RebuildTensor(const GlobalRef& fn, absl::Span<const Item> args);
   absl::StatusOr<Item> RebuildParameter(const GlobalRef& fn, absl::Span<const Item> args);
   absl::StatusOr<Item> RebuildFromType(absl::Span<const Item> args);
@@ -176,6 +189,10 @@ class Machine {
   absl::string_view what_;
   const StorageLoader& loader_;
   const UnpicklerLimits& limits_;
+  const PickleMode mode_;
+  bool refused_global_ = false;
+  bool made_objects_ = false;
+  bool saw_module_ = false;
   size_t pos_ = 0;
   size_t op_offset_ = 0;
   bool stopped_ = false;

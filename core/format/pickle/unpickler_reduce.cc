@@ -93,12 +93,19 @@ absl::StatusOr<Item> Machine::FindGlobal(absl::string_view module, absl::string_
     if (name == "frozenset") return Item(MakeGlobal(GlobalKind::kFrozenSet, full));
     if (name == "bytearray") return Item(MakeGlobal(GlobalKind::kByteArray, full));
   }
+  // Whole-model pickles name their classes (and functools.partial etc.,
+  // which CallRecorded knows); the name is kept, never looked up.
+  if (mode_ == PickleMode::kWholeModel) return Item(Value::Global(std::move(full)));
+  refused_global_ = true;
   return Refuse(absl::StrCat("unpickler refuses global ", full,
                              " (not in the allowlist of checkpoint types)"));
 }
 
 absl::StatusOr<Item> Machine::Call(const Item& callable, const Item& args,
                                    absl::string_view opcode) {
+  if (const ValuePtr* v = AsValue(callable); v != nullptr && (*v)->is(Value::Kind::kGlobal)) {
+    return CallRecorded(**v, args, opcode);
+  }
   const GlobalRef* fn = AsGlobal(callable);
   if (fn == nullptr) {
     return Refuse(absl::StrCat(opcode, " calls a ", Describe(callable), ", not a global"));
@@ -299,6 +306,18 @@ absl::StatusOr<Item> Machine::RebuildFromType(absl::Span<const Item> args) {
 
 absl::StatusOr<Item> Machine::PersistentLoad(const Item& pid) {
   // ('storage', torch.<T>Storage, key, location, numel[, view_metadata]).
+  // Legacy whole-model files name each module class as ('module', cls,
+  // source_file, source); torch.load compares the source with the class's
+  // and returns cls. The source is never looked at, let alone run.
+  if (const ValuePtr* v = AsValue(pid); v != nullptr && (*v)->is(Value::Kind::kTuple) &&
+                                        (*v)->items().size() == 4 &&
+                                        (*v)->items()[0]->is(Value::Kind::kString) &&
+                                        (*v)->items()[0]->str() == "module") {
+    if (mode_ == PickleMode::kWholeModel && (*v)->items()[1]->is(Value::Kind::kGlobal)) {
+      return Item((*v)->items()[1]);
+    }
+    return Corrupt("unsupported 'module' persistent id");
+  }
   const ObjTuple* t = AsObjTuple(pid);
   if (t == nullptr || (t->items.size() != 5 && t->items.size() != 6)) {
     return Corrupt(absl::StrCat("unsupported persistent id (a ", Describe(pid), ")"));
@@ -356,6 +375,7 @@ absl::StatusOr<Item> Machine::PersistentLoad(const Item& pid) {
 
 absl::Status Machine::Build(const Item& inst, const Item& state) {
   const ValuePtr* v = AsValue(inst);
+  if (v != nullptr && (*v)->is(Value::Kind::kObject)) return BuildObject(*v, state);
   if (v != nullptr && (*v)->is(Value::Kind::kDict)) {
     // OrderedDict's state is its instance __dict__ (a state_dict's
     // `_metadata`): Python attributes, not items, so they are not merged.

@@ -36,6 +36,10 @@ absl::Status ValidateNode(const Value& node, const std::string& path, const std:
             ValidateNode(*node.items()[i], ChildPath(path, std::to_string(i)), name));
       }
       return absl::OkStatus();
+    case Value::Kind::kObject:  // attributes are named as if the state were the object
+      WEIGHTD_RETURN_IF_ERROR(
+          ValidateNode(*node.object_args(), ChildPath(path, "<args>"), name));
+      return ValidateNode(*node.object_state(), path, name);
     case Value::Kind::kDict:
       for (const auto& [key, value] : node.entries()) {
         std::string key_text = key->is(Value::Kind::kString) ? key->str() : key->KeyText();
