@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "server/cache/float8.h"
+#include "core/checkpoint/float8.h"
 
 namespace weightd {
 namespace {

@@ -17,7 +17,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/cache/dtype_cast.h"
-#include "server/cache/float8.h"
+#include "core/checkpoint/float8.h"
 
 namespace weightd {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/cache/float8.h"
+#include "core/checkpoint/float8.h"
 
 #include <cmath>
 #include <cstring>

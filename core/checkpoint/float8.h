@@ -7,9 +7,9 @@
 //     NaN (e4m3fn: 0x7f / 0xff by sign; fnuz: 0x80). Nothing saturates;
 //   - NaN in: NaN out (sign kept where the format has signed NaNs);
 //   - fnuz formats have no -0: -0.0 and negative underflow give 0x00.
-// No gRPC here.
-#ifndef WEIGHTD_SERVER_CACHE_FLOAT8_H_
-#define WEIGHTD_SERVER_CACHE_FLOAT8_H_
+// Pure functions: no gRPC, no LibTorch.
+#ifndef WEIGHTD_CORE_CHECKPOINT_FLOAT8_H_
+#define WEIGHTD_CORE_CHECKPOINT_FLOAT8_H_
 
 #include <cstdint>
 
@@ -23,4 +23,4 @@ uint8_t FloatToFloat8(float value, DType dtype);
 
 }  // namespace weightd
 
-#endif  // WEIGHTD_SERVER_CACHE_FLOAT8_H_
+#endif  // WEIGHTD_CORE_CHECKPOINT_FLOAT8_H_
