@@ -174,6 +174,9 @@ def save_torch2_dtypes():
     t["uint64"] = torch.tensor([-1, -2**63, 5], dtype=torch.int64).to(torch.uint64)
     t["param_fp8"] = torch.nn.Parameter(t["float8_e5m2fnuz"][1:3].clone(), requires_grad=False)
     save("torch2_dtypes_zip", t)
+    # torch 2.6 writes this but cannot load it (UntypedStorage has no .dtype
+    # in its legacy loader); we read it.
+    save("torch2_dtypes_legacy", t, _use_new_zipfile_serialization=False)
 
 
 if __name__ == "__main__":

@@ -179,13 +179,16 @@ bool Torch2DtypesUnsupported(std::string* why) {
 TEST_F(TorchFileTest, ReadsTorch2DtypesAsPythonSavedThem) {
   std::string why;
   if (Torch2DtypesUnsupported(&why)) GTEST_SKIP() << why << "; the torch 2.6 lane runs this";
-  Checkpoint c = Read("torch2_dtypes_zip");
-  ExpectMatchesPython(c, "torch2_dtypes_zip");
-  auto t = Tensors(c);
-  // Views of one untyped storage share one typed Storage.
-  EXPECT_EQ(t["float8_e4m3fn_t"]->storage.get(), t["float8_e4m3fn"]->storage.get());
-  EXPECT_EQ(t["float8_e5m2_row"]->storage.get(), t["float8_e5m2"]->storage.get());
-  EXPECT_EQ(t["float8_e5m2_row"]->storage_offset, 80);
+  for (const char* name : {"torch2_dtypes_zip", "torch2_dtypes_legacy"}) {
+    SCOPED_TRACE(name);
+    Checkpoint c = Read(name);
+    ExpectMatchesPython(c, name);
+    auto t = Tensors(c);
+    // Views of one untyped storage share one typed Storage.
+    EXPECT_EQ(t["float8_e4m3fn_t"]->storage.get(), t["float8_e4m3fn"]->storage.get());
+    EXPECT_EQ(t["float8_e5m2_row"]->storage.get(), t["float8_e5m2"]->storage.get());
+    EXPECT_EQ(t["float8_e5m2_row"]->storage_offset, 80);
+  }
 }
 
 TEST_F(TorchFileTest, WrittenTorch2DtypesLoadInPythonWithWeightsOnly) {
