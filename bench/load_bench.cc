@@ -67,8 +67,8 @@ std::shared_ptr<Node> BuildModule(const weightd::Manifest& manifest, size_t coun
     for (size_t j = 0; j + 1 < parts.size(); ++j) node = node->Child(parts[j]);
     // Random values: the load must overwrite them, and untouched pages would
     // make the first copy pay page faults the checkpoint path does not.
-    torch::Tensor v = torch::empty(t.shape, torch::TensorOptions().dtype(
-                                                weightd::ToScalarType(t.dtype)));
+    torch::Tensor v = torch::empty(
+        t.shape, torch::TensorOptions().dtype(weightd::ToScalarType(t.dtype).value()));
     v.zero_();
     const std::string& leaf = parts.back();
     bool buffer = !v.is_floating_point() || leaf.rfind("running_", 0) == 0;

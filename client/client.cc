@@ -34,8 +34,9 @@ class FetchIntoMap : public client_internal::TensorSink {
                      uint64_t /*nbytes*/) override {
     name_ = name;
     const bool pin = !options_.device.is_cpu() && torch::cuda::is_available();
-    current_ =
-        torch::empty(shape, torch::TensorOptions().dtype(ToScalarType(dtype)).pinned_memory(pin));
+    absl::StatusOr<c10::ScalarType> type = ToScalarType(dtype, name);
+    if (!type.ok()) return type.status();
+    current_ = torch::empty(shape, torch::TensorOptions().dtype(*type).pinned_memory(pin));
     return absl::OkStatus();
   }
 

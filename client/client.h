@@ -105,8 +105,12 @@ class Client : public ClientCore {
 // InvalidArgument for a dtype weightd does not know (quantized types).
 absl::StatusOr<std::vector<TensorEntry>> ModuleEntries(const torch::nn::Module& module);
 
-// dtype conversions between weightd and LibTorch.
-c10::ScalarType ToScalarType(DType dtype);
+// dtype conversions between weightd and LibTorch. The torch 2.x dtypes
+// (float8_*, uint16/32/64) map where this LibTorch has them; built against an
+// older one (1.13) they are FailedPrecondition "dtype float8_e4m3fn needs
+// LibTorch >= 2.1 ..."; the two-argument form prefixes "tensor 'NAME': ".
+absl::StatusOr<c10::ScalarType> ToScalarType(DType dtype);
+absl::StatusOr<c10::ScalarType> ToScalarType(DType dtype, absl::string_view tensor);
 absl::StatusOr<DType> FromScalarType(c10::ScalarType type);
 
 }  // namespace weightd

@@ -70,7 +70,9 @@ class LoadSink : public FetchSink {
                                               ShapeToString(shape), ", the module has ",
                                               ShapeToString(dest_.sizes().vec())));
     }
-    src_type_ = ToScalarType(dtype);
+    absl::StatusOr<c10::ScalarType> type = ToScalarType(dtype, name_);
+    if (!type.ok()) return type.status();
+    src_type_ = *type;
     elem_size_ = DTypeSize(dtype);
     elements_ = 0;
     carry_.clear();

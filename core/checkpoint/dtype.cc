@@ -31,7 +31,22 @@ constexpr std::array<DTypeInfo, kNumDTypes> kInfo = {{
     {DType::kFloat64, 8, "float64", "DoubleStorage", "F64"},
     {DType::kComplex64, 8, "complex64", "ComplexFloatStorage", "C64"},
     {DType::kComplex128, 16, "complex128", "ComplexDoubleStorage", "C128"},
+    {DType::kFloat8_e4m3fn, 1, "float8_e4m3fn", "", "F8_E4M3"},
+    {DType::kFloat8_e5m2, 1, "float8_e5m2", "", "F8_E5M2"},
+    {DType::kFloat8_e4m3fnuz, 1, "float8_e4m3fnuz", "", "F8_E4M3FNUZ"},
+    {DType::kFloat8_e5m2fnuz, 1, "float8_e5m2fnuz", "", "F8_E5M2FNUZ"},
+    {DType::kUInt16, 2, "uint16", "", "U16"},
+    {DType::kUInt32, 4, "uint32", "", "U32"},
+    {DType::kUInt64, 8, "uint64", "", "U64"},
 }};
+
+constexpr bool InfoIsIndexedByEnum() {
+  for (size_t i = 0; i < kInfo.size(); ++i) {
+    if (static_cast<size_t>(kInfo[i].dtype) != i) return false;
+  }
+  return true;
+}
+static_assert(InfoIsIndexedByEnum(), "kInfo must list the dtypes in enum order");
 
 const DTypeInfo& Info(DType dtype) { return kInfo[static_cast<size_t>(dtype)]; }
 
@@ -71,7 +86,10 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
       "\" (expected a PyTorch dtype name such as float32, bfloat16, int64, bool)"));
 }
 
+bool HasLegacyStorageType(DType dtype) { return !Info(dtype).storage_type.empty(); }
+
 std::optional<DType> DTypeFromStorageType(absl::string_view storage_type) {
+  if (storage_type.empty()) return std::nullopt;
   for (const DTypeInfo& info : kInfo) {
     if (info.storage_type == storage_type) return info.dtype;
   }
@@ -85,9 +103,14 @@ std::optional<DType> DTypeFromSafetensors(absl::string_view code) {
   return std::nullopt;
 }
 
+bool IsFloat8(DType dtype) {
+  return dtype == DType::kFloat8_e4m3fn || dtype == DType::kFloat8_e5m2 ||
+         dtype == DType::kFloat8_e4m3fnuz || dtype == DType::kFloat8_e5m2fnuz;
+}
+
 bool IsFloatingPoint(DType dtype) {
   return dtype == DType::kFloat16 || dtype == DType::kBFloat16 ||
-         dtype == DType::kFloat32 || dtype == DType::kFloat64;
+         dtype == DType::kFloat32 || dtype == DType::kFloat64 || IsFloat8(dtype);
 }
 
 bool IsComplex(DType dtype) {

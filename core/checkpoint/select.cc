@@ -1,5 +1,6 @@
 #include "core/checkpoint/select.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -7,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/checkpoint/float8.h"
 #include "core/checkpoint/module_tree.h"
 #include "core/util/status_macros.h"
 
@@ -249,6 +251,21 @@ Json ScalarTensorJson(const TensorRecord& t) {
       std::memcpy(&re, p, 8);
       std::memcpy(&im, p + 8, 8);
       return Json::array({re, im});
+    }
+    case DType::kUInt16:
+      return load(uint16_t{});
+    case DType::kUInt32:
+      return load(uint32_t{});
+    case DType::kUInt64:
+      return load(uint64_t{});
+    case DType::kFloat8_e4m3fn:
+    case DType::kFloat8_e5m2:
+    case DType::kFloat8_e4m3fnuz:
+    case DType::kFloat8_e5m2fnuz: {
+      // A float8 scalar (a quantization scale, say); NaN/inf become null.
+      const float f = Float8ToFloat(p[0], t.dtype);
+      if (!std::isfinite(f)) return nullptr;
+      return f;
     }
   }
   return nullptr;

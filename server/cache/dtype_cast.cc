@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "core/checkpoint/float8.h"
 
 namespace weightd {
 namespace {
@@ -32,12 +33,26 @@ void Store(uint8_t* p, T v) {
 }
 
 // One element, decoded: floating sources as double (exact for every
-// floating dtype), integral ones as int64.
+// floating dtype), integral ones as int64 (uint64 as its bits, with
+// `is_uint64` so that conversions to floating see the unsigned value).
 struct Element {
   bool is_float;
   double d;
   int64_t n;
+  bool is_uint64 = false;
+  // float8 sources: their float32 value, bits kept (torch's fnuz NaN is the
+  // signalling 0x7f800001, which a trip through double would quiet).
+  bool has_f = false;
+  float f = 0;
 };
+
+Element FromFloat8(uint8_t bits, DType from) {
+  Element e{true, 0, 0};
+  e.f = Float8ToFloat(bits, from);
+  e.d = e.f;
+  e.has_f = true;
+  return e;
+}
 
 Element Decode(const uint8_t* p, DType from) {
   switch (from) {
@@ -51,14 +66,28 @@ Element Decode(const uint8_t* p, DType from) {
     case DType::kBFloat16: return {true, BFloat16ToFloat(Load<uint16_t>(p)), 0};
     case DType::kFloat32: return {true, Load<float>(p), 0};
     case DType::kFloat64: return {true, Load<double>(p), 0};
+    case DType::kUInt16: return {false, 0, Load<uint16_t>(p)};
+    case DType::kUInt32: return {false, 0, Load<uint32_t>(p)};
+    case DType::kUInt64: return {false, 0, static_cast<int64_t>(Load<uint64_t>(p)), true};
+    case DType::kFloat8_e4m3fn:
+    case DType::kFloat8_e5m2:
+    case DType::kFloat8_e4m3fnuz:
+    case DType::kFloat8_e5m2fnuz: return FromFloat8(Load<uint8_t>(p), from);
     default: return {false, 0, 0};
   }
 }
 
 // As PyTorch converts to a narrower float type: via float32.
 float ToFloat(const Element& e, DType from) {
+  if (e.has_f) return e.f;
+  if (e.is_uint64) return static_cast<float>(static_cast<uint64_t>(e.n));
   if (!e.is_float) return static_cast<float>(e.n);
   return static_cast<float>(e.d);
+}
+
+double ToDouble(const Element& e) {
+  if (e.is_uint64) return static_cast<double>(static_cast<uint64_t>(e.n));
+  return e.is_float ? e.d : static_cast<double>(e.n);
 }
 
 template <typename T>
@@ -87,6 +116,28 @@ absl::Status Encode(uint8_t* p, const Element& e, DType from, DType to, size_t i
     case DType::kInt8: return StoreInt<int8_t>(p, e, index);
     case DType::kInt16: return StoreInt<int16_t>(p, e, index);
     case DType::kInt32: return StoreInt<int32_t>(p, e, index);
+    case DType::kUInt16: return StoreInt<uint16_t>(p, e, index);
+    case DType::kUInt32: return StoreInt<uint32_t>(p, e, index);
+    case DType::kUInt64: {
+      if (!e.is_float) {
+        Store<uint64_t>(p, static_cast<uint64_t>(e.n));  // wraps
+        return absl::OkStatus();
+      }
+      double t = std::trunc(e.d);
+      if (!(t >= 0 && t < 18446744073709551616.0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "element ", index, " (", e.d, ") is out of range for uint64"));
+      }
+      Store<uint64_t>(p, static_cast<uint64_t>(t));
+      return absl::OkStatus();
+    }
+    case DType::kFloat8_e4m3fn:
+    case DType::kFloat8_e5m2:
+    case DType::kFloat8_e4m3fnuz:
+    case DType::kFloat8_e5m2fnuz:
+      // As c10::Float8_*(float): wider types go through float32 first.
+      Store<uint8_t>(p, FloatToFloat8(ToFloat(e, from), to));
+      return absl::OkStatus();
     case DType::kInt64: {
       if (!e.is_float) {
         Store<int64_t>(p, e.n);
@@ -106,7 +157,7 @@ absl::Status Encode(uint8_t* p, const Element& e, DType from, DType to, size_t i
       return absl::OkStatus();
     case DType::kFloat32: Store<float>(p, ToFloat(e, from)); return absl::OkStatus();
     case DType::kFloat64:
-      Store<double>(p, e.is_float ? e.d : static_cast<double>(e.n));
+      Store<double>(p, ToDouble(e));
       return absl::OkStatus();
     default:
       return absl::UnimplementedError("complex casts are not supported");
@@ -115,8 +166,15 @@ absl::Status Encode(uint8_t* p, const Element& e, DType from, DType to, size_t i
 
 }  // namespace
 
-// c10/util/Half.h: fp16_ieee_from_fp32_value (round to nearest even).
+// c10/util/Half.h: fp16_ieee_from_fp32_value (round to nearest even). NaN
+// keeps its sign and the top 10 bits of its payload, quiet bit set: what
+// torch 2.x's CPU conversion (F16C, vcvtps2ph) gives; for the usual quiet NaN
+// (0x7fc00000) that is 0x7e00 as in torch 1.13.
 uint16_t FloatToHalf(float f) {
+  if (std::isnan(f)) {
+    const uint32_t w = Bits(f);
+    return static_cast<uint16_t>(((w >> 16) & 0x8000u) | 0x7e00u | ((w & 0x7fffffu) >> 13));
+  }
   const float scale_to_inf = FromBits(UINT32_C(0x77800000));   // 0x1.0p+112f
   const float scale_to_zero = FromBits(UINT32_C(0x08800000));  // 0x1.0p-110f
   float base = (std::fabs(f) * scale_to_inf) * scale_to_zero;

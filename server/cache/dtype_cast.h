@@ -5,6 +5,9 @@
 // 0x7fc0; integers wrap like static_cast; anything -> bool is `x != 0`.
 // Floating -> integer truncates toward zero; a NaN or out-of-range value,
 // which is undefined behaviour in PyTorch, is an error here.
+// float8 types follow c10::Float8_* (core/checkpoint/float8.h): to float8 via
+// float32, round to nearest even, overflow to inf or NaN, never saturating.
+// uint16/32/64 behave as the other integers.
 // Complex dtypes convert only to themselves. No gRPC here.
 #ifndef WEIGHTD_SERVER_CACHE_DTYPE_CAST_H_
 #define WEIGHTD_SERVER_CACHE_DTYPE_CAST_H_

@@ -111,10 +111,19 @@ class Writer {
     }
     Op('(');
     Str("storage");
-    Global("torch", StorageTypeName(t.dtype));
-    Str(t.storage_key);
-    Str("cpu");
-    Int(t.storage_numel);
+    if (HasLegacyStorageType(t.dtype)) {
+      Global("torch", StorageTypeName(t.dtype));
+      Str(t.storage_key);
+      Str("cpu");
+      Int(t.storage_numel);
+    } else {
+      // As torch >= 2.1 pickles dtypes without a <Type>Storage class: an
+      // untyped storage counted in bytes, typed by _rebuild_tensor_v3.
+      Global("torch.storage", "UntypedStorage");
+      Str(t.storage_key);
+      Str("cpu");
+      Int(t.storage_numel * static_cast<int64_t>(DTypeSize(t.dtype)));
+    }
     Op('t');
     Op('Q');  // BINPERSID
     storages_[t.storage_key] = Put();
@@ -141,8 +150,9 @@ std::string PickleStateDict(absl::Span<const PickleTensor> tensors) {
     w.Op('(');
     for (size_t i = start; i < tensors.size() && i < start + kBatchSize; ++i) {
       const PickleTensor& t = tensors[i];
+      const bool v3 = !HasLegacyStorageType(t.dtype);
       w.Str(t.name);
-      w.Global("torch._utils", "_rebuild_tensor_v2");
+      w.Global("torch._utils", v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2");
       w.Op('(');
       w.Storage(t);
       w.Int(t.storage_offset);
@@ -152,6 +162,7 @@ std::string PickleStateDict(absl::Span<const PickleTensor> tensors) {
       w.Global("collections", "OrderedDict");  // backward_hooks
       w.Op(')');
       w.Op('R');
+      if (v3) w.Global("torch", DTypeName(t.dtype));
       w.Op('t');
       w.Op('R');
     }

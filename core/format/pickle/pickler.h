@@ -27,7 +27,10 @@ struct PickleTensor {
 
 // Protocol-2 pickle of a collections.OrderedDict name -> tensor, as
 // torch.save(state_dict) writes it: torch._utils._rebuild_tensor_v2 with
-// persistent ids ('storage', torch.<Type>Storage, key, 'cpu', numel).
+// persistent ids ('storage', torch.<Type>Storage, key, 'cpu', numel); a dtype
+// with no <Type>Storage class (float8_*, uint16/32/64) gets what torch >= 2.1
+// writes: _rebuild_tensor_v3 over ('storage', torch.storage.UntypedStorage,
+// key, 'cpu', nbytes) with the dtype object as its 7th argument.
 // Storages with the same key are memoized so they are shared on load; their
 // dtype and numel come from the first tensor naming the key. Thread-safe.
 std::string PickleStateDict(absl::Span<const PickleTensor> tensors);

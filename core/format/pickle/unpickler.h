@@ -28,6 +28,10 @@ struct StorageRequest {
   std::string key;       // record name: "0", "1"... (zip) or the legacy root key
   std::string location;  // "cpu", "cuda:0"
   int64_t numel;         // elements of the storage, as saved
+  // A torch.UntypedStorage typed by _rebuild_tensor_v3: `dtype` is the
+  // tensor's, `numel` counts its elements, and the file counted bytes (the
+  // legacy format's per-storage element count is then a byte count).
+  bool untyped = false;
 };
 
 // Resolves a StorageRequest to the storage bytes. Called once per

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -25,6 +26,7 @@ namespace pickle_internal {
 enum class GlobalKind {
   kOrderedDict,
   kRebuildTensorV2,
+  kRebuildTensorV3,  // torch >= 2.1: dtypes without a <Type>Storage class
   kRebuildTensor,
   kRebuildParameter,
   kRebuildParameterWithState,
@@ -43,17 +45,22 @@ enum class GlobalKind {
 struct GlobalRef {
   GlobalKind kind;
   DType dtype = DType::kFloat32;  // for kStorageType
+  bool untyped = false;           // kStorageType torch.UntypedStorage (bytes)
   std::string name;               // "module.name", for messages
 };
 
 // What a persistent id resolved to: a storage, or (legacy view_metadata) a
 // slice of one, expressed as an element offset into the root storage because
 // the root's bytes may not be filled in yet.
+// A torch.UntypedStorage has no dtype until _rebuild_tensor_v3 names one, so
+// it is not loaded at its persistent id: `untyped` holds the request (numel
+// in bytes) and `storage` stays null until a v3 call types it.
 struct StorageRef {
   std::shared_ptr<const Storage> storage;
   DType dtype;
   int64_t offset = 0;  // elements
   int64_t numel = 0;   // elements visible through this reference
+  std::optional<StorageRequest> untyped;
 };
 
 struct ObjTuple;

@@ -21,7 +21,8 @@ std::shared_ptr<const GlobalRef> MakeGlobal(GlobalKind kind, std::string name,
 }
 
 bool IsTensorRebuild(GlobalKind kind) {
-  return kind == GlobalKind::kRebuildTensorV2 || kind == GlobalKind::kRebuildTensor ||
+  return kind == GlobalKind::kRebuildTensorV2 || kind == GlobalKind::kRebuildTensorV3 ||
+         kind == GlobalKind::kRebuildTensor ||
          kind == GlobalKind::kRebuildParameter || kind == GlobalKind::kRebuildParameterWithState;
 }
 
@@ -56,6 +57,7 @@ absl::StatusOr<Item> Machine::FindGlobal(absl::string_view module, absl::string_
   }
   if (module == "torch._utils") {
     if (name == "_rebuild_tensor_v2") return Item(MakeGlobal(GlobalKind::kRebuildTensorV2, full));
+    if (name == "_rebuild_tensor_v3") return Item(MakeGlobal(GlobalKind::kRebuildTensorV3, full));
     if (name == "_rebuild_tensor") return Item(MakeGlobal(GlobalKind::kRebuildTensor, full));
     if (name == "_rebuild_parameter") {
       return Item(MakeGlobal(GlobalKind::kRebuildParameter, full));
@@ -72,6 +74,17 @@ absl::StatusOr<Item> Machine::FindGlobal(absl::string_view module, absl::string_
   }
   if ((module == "torch" || module == "torch._tensor") && name == "Tensor") {
     return Item(MakeGlobal(GlobalKind::kTensorClass, full));
+  }
+  // torch >= 2.1 pickles the storage of a _rebuild_tensor_v3 tensor as
+  // torch.storage.UntypedStorage (numel in bytes); torch.UntypedStorage is
+  // the same class.
+  if ((module == "torch.storage" || module == "torch") && name == "UntypedStorage") {
+    auto g = std::make_shared<GlobalRef>();
+    g->kind = GlobalKind::kStorageType;
+    g->dtype = DType::kUInt8;
+    g->untyped = true;
+    g->name = full;
+    return Item(std::shared_ptr<const GlobalRef>(std::move(g)));
   }
   if (module == "torch") {
     if (name == "Size") return Item(MakeGlobal(GlobalKind::kTorchSize, full));
@@ -206,6 +219,7 @@ absl::StatusOr<Item> Machine::CallGlobal(const GlobalRef& fn, absl::Span<const I
       return Refuse(absl::StrCat(fn.name, " with encoding '", encoding, "' is not supported"));
     }
     case GlobalKind::kRebuildTensorV2:
+    case GlobalKind::kRebuildTensorV3:
     case GlobalKind::kRebuildTensor:
       return RebuildTensor(fn, args);
     case GlobalKind::kRebuildParameter:
@@ -224,9 +238,15 @@ absl::StatusOr<Item> Machine::CallGlobal(const GlobalRef& fn, absl::Span<const I
 
 absl::StatusOr<Item> Machine::RebuildTensor(const GlobalRef& fn, absl::Span<const Item> args) {
   // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
-  //                    backward_hooks[, metadata]); _rebuild_tensor has the first 4.
-  bool v2 = fn.kind == GlobalKind::kRebuildTensorV2;
-  if (v2 ? (args.size() != 6 && args.size() != 7) : args.size() != 4) {
+  //                    backward_hooks[, metadata]); _rebuild_tensor has the first 4;
+  // _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad,
+  //                    backward_hooks, dtype[, metadata]) (torch/_utils.py).
+  const bool v2 = fn.kind == GlobalKind::kRebuildTensorV2;
+  const bool v3 = fn.kind == GlobalKind::kRebuildTensorV3;
+  const bool arity_ok = v3   ? (args.size() == 7 || args.size() == 8)
+                        : v2 ? (args.size() == 6 || args.size() == 7)
+                             : args.size() == 4;
+  if (!arity_ok) {
     return Corrupt(absl::StrCat("bad arguments to ", fn.name, " (", args.size(), " given)"));
   }
   const StorageRef* storage = AsStorage(args[0]);
@@ -236,8 +256,43 @@ absl::StatusOr<Item> Machine::RebuildTensor(const GlobalRef& fn, absl::Span<cons
   TensorRecord t;
   t.dtype = storage->dtype;
   t.storage = storage->storage;
+  int64_t base_offset = storage->offset;
+  if (v3) {
+    const ValuePtr* dtype = AsValue(args[6]);
+    if (dtype == nullptr || !(*dtype)->is(Value::Kind::kDType)) {
+      return Corrupt(absl::StrCat(fn.name, ": dtype must be a torch dtype, not a ",
+                                  Describe(args[6])));
+    }
+    t.dtype = (*dtype)->dtype();
+    if (storage->untyped.has_value()) {
+      // Type the byte storage now: the loader sees the tensor's dtype, so
+      // views of one storage share it and a second dtype is refused there.
+      StorageRequest request = *storage->untyped;
+      const int64_t item = static_cast<int64_t>(DTypeSize(t.dtype));
+      if (request.numel % item != 0) {
+        return Corrupt(absl::StrCat(fn.name, ": untyped storage '", request.key, "' of ",
+                                    request.numel, " bytes is no whole number of ",
+                                    DTypeName(t.dtype), " elements"));
+      }
+      request.dtype = t.dtype;
+      request.numel /= item;
+      request.untyped = true;
+      absl::StatusOr<std::shared_ptr<const Storage>> typed = loader_(request);
+      if (!typed.ok()) return typed.status();
+      if (*typed == nullptr) return Corrupt(absl::StrCat("no storage for key '", request.key, "'"));
+      t.storage = *std::move(typed);
+      base_offset = 0;
+    } else if (storage->dtype != t.dtype) {
+      // torch would reinterpret a typed storage's bytes; no writer does that.
+      return Refuse(absl::StrCat(fn.name, " of dtype ", DTypeName(t.dtype), " over a ",
+                                 DTypeName(storage->dtype), " storage is not supported"));
+    }
+  } else if (storage->untyped.has_value()) {
+    // torch's _rebuild_tensor needs storage.dtype, which UntypedStorage lacks.
+    return Corrupt(absl::StrCat(fn.name, " needs a typed storage, got torch.UntypedStorage"));
+  }
   WEIGHTD_ASSIGN_OR_RETURN(int64_t offset, IntArg(args[1], "storage_offset"));
-  if (offset < 0 || __builtin_add_overflow(offset, storage->offset, &t.storage_offset)) {
+  if (offset < 0 || __builtin_add_overflow(offset, base_offset, &t.storage_offset)) {
     return Corrupt(absl::StrCat(fn.name, ": bad storage_offset ", offset));
   }
   WEIGHTD_ASSIGN_OR_RETURN(t.shape, IntTuple(args[2], "size"));
@@ -246,7 +301,7 @@ absl::StatusOr<Item> Machine::RebuildTensor(const GlobalRef& fn, absl::Span<cons
     return Corrupt(absl::StrCat(fn.name, ": size has ", t.shape.size(), " dims but stride has ",
                                 t.strides.size()));
   }
-  if (v2) {
+  if (v2 || v3) {
     WEIGHTD_ASSIGN_OR_RETURN(t.requires_grad, BoolArg(args[4], "requires_grad"));
     // backward_hooks and metadata carry no tensor data; torch itself drops
     // the hooks on load.
@@ -344,6 +399,17 @@ absl::StatusOr<Item> Machine::PersistentLoad(const Item& pid) {
   auto ref = std::make_shared<StorageRef>();
   ref->dtype = request.dtype;
   ref->numel = request.numel;
+  if (type->untyped) {
+    // Typed (and loaded) by the _rebuild_tensor_v3 that uses it.
+    if (f.size() == 6) {
+      const ValuePtr* view = AsValue(f[5]);
+      if (view == nullptr || !(*view)->is(Value::Kind::kNone)) {
+        return Corrupt("view metadata on an untyped storage");
+      }
+    }
+    ref->untyped = std::move(request);
+    return Item(std::shared_ptr<const StorageRef>(std::move(ref)));
+  }
   if (f.size() == 6) {
     // torch < 1.6 legacy format: view_metadata (view_key, offset, view_size)
     // makes this storage a slice of the root storage; modern files put None.

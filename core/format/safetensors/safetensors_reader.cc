@@ -204,8 +204,11 @@ absl::StatusOr<Checkpoint> ReadSafetensorsBuffer(std::shared_ptr<const Buffer> f
   if (!internal_safetensors::IsValidUtf8(header)) {
     return Corrupt(path, "header is not valid UTF-8");
   }
-  // As the reference reader: the JSON must open at once (padding goes after).
-  if (header.empty() || header[0] != '{') {
+  // As the reference reader (serde_json): JSON whitespace may pad the object
+  // on either side (safetensors/src/tensor.rs test_whitespace_leading_padded_header:
+  // writers may pad to align the data to a page).
+  const size_t first = header.find_first_not_of(" \t\n\r");
+  if (first == absl::string_view::npos || header[first] != '{') {
     return Corrupt(path, "header is not a JSON object (does not start with '{')");
   }
   absl::StatusOr<internal_safetensors::StrictJson> json =
@@ -229,6 +232,8 @@ absl::StatusOr<Checkpoint> ReadSafetensorsBuffer(std::shared_ptr<const Buffer> f
   for (const std::string& key : json->top_level_keys) {
     const Json& value = json->value.find(key).value();
     if (key == kMetadataKey) {
+      // Option<HashMap<String, String>> in the reference: null is no metadata.
+      if (value.is_null()) continue;
       WEIGHTD_RETURN_IF_ERROR(
           ParseMetadata(path, value, json->child_keys[key], &checkpoint.file_metadata));
       continue;

@@ -34,6 +34,7 @@ bool IsMagic(const Value& v) {
 struct Placeholder {
   std::shared_ptr<Storage> storage;  // filled in once the data section is read
   int64_t numel = 0;
+  bool untyped = false;  // the data section counts its size in bytes
 };
 
 }  // namespace
@@ -108,7 +109,7 @@ absl::StatusOr<ValuePtr> ReadLegacy(const std::shared_ptr<const Buffer>& file,
     auto storage = std::make_shared<Storage>();
     storage->dtype = request.dtype;
     storage->key = request.key;
-    storages.emplace(request.key, Placeholder{storage, request.numel});
+    storages.emplace(request.key, Placeholder{storage, request.numel, request.untyped});
     return std::shared_ptr<const Storage>(storage);
   };
   WEIGHTD_ASSIGN_OR_RETURN(ValuePtr root, next("object pickle", loader));
@@ -142,6 +143,15 @@ absl::StatusOr<ValuePtr> ReadLegacy(const std::shared_ptr<const Buffer>& file,
     int64_t numel;
     std::memcpy(&numel, base + pos, 8);  // little-endian hosts only, like the data
     pos += 8;
+    // An UntypedStorage (torch >= 2.0, _rebuild_tensor_v3) counts bytes.
+    if (it->second.untyped) {
+      if (numel % static_cast<int64_t>(DTypeSize(storage.dtype)) != 0) {
+        return absl::DataLossError(absl::StrCat(name, ": untyped storage \"", key, "\" of ",
+                                                numel, " bytes is no whole number of ",
+                                                DTypeName(storage.dtype), " elements"));
+      }
+      numel /= static_cast<int64_t>(DTypeSize(storage.dtype));
+    }
     uint64_t bytes;
     if (!CheckedBytes(numel, storage.dtype, &bytes)) {
       return absl::DataLossError(absl::StrCat(name, ": storage \"", key,

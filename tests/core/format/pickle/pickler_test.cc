@@ -17,6 +17,7 @@ namespace {
 using testing_util::Bytes;
 using testing_util::RecordingLoader;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 
 PickleTensor MakeTensor(std::string name, DType dtype, std::vector<int64_t> shape,
                         std::vector<int64_t> strides, int64_t offset, std::string key,
@@ -69,6 +70,33 @@ TEST(PicklerTest, MemoizesStoragesWithTheSameKey) {
   EXPECT_EQ(loader.requests[1].dtype, DType::kBFloat16);
   EXPECT_EQ((*v)->Find("layer.weight")->tensor().storage,
             (*v)->Find("layer.weight_t")->tensor().storage);
+}
+
+TEST(PicklerTest, WritesTorch2DtypesAsTorchDoesWithRebuildTensorV3) {
+  // torch 2.6 pickles these over torch.storage.UntypedStorage (numel in
+  // bytes) with the dtype object as _rebuild_tensor_v3's 7th argument.
+  std::vector<PickleTensor> tensors = {
+      MakeTensor("fp8", DType::kFloat8_e4m3fn, {4}, {1}, 0, "0", 4),
+      MakeTensor("u32", DType::kUInt32, {2}, {1}, 1, "1", 3),
+      MakeTensor("f32", DType::kFloat32, {1}, {1}, 0, "2", 1)};
+  std::string pickle = PickleStateDict(tensors);
+  EXPECT_THAT(pickle, HasSubstr("torch._utils\n_rebuild_tensor_v3\n"));
+  EXPECT_THAT(pickle, HasSubstr("torch.storage\nUntypedStorage\n"));
+  EXPECT_THAT(pickle, HasSubstr("torch\nfloat8_e4m3fn\n"));
+  EXPECT_THAT(pickle, HasSubstr("torch\nFloatStorage\n"));  // float32 stays v2
+  RecordingLoader loader;
+  absl::StatusOr<ValuePtr> v = Unpickle(Bytes(pickle), "test", loader.loader());
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ((*v)->Find("fp8")->tensor().dtype, DType::kFloat8_e4m3fn);
+  const TensorRecord& u32 = (*v)->Find("u32")->tensor();
+  EXPECT_EQ(u32.dtype, DType::kUInt32);
+  EXPECT_EQ(u32.storage_offset, 1);
+  ASSERT_EQ(loader.requests.size(), 3u);
+  // The loader sees the tensor's dtype and its element count, not bytes.
+  EXPECT_EQ(loader.requests[1].dtype, DType::kUInt32);
+  EXPECT_EQ(loader.requests[1].numel, 3);
+  EXPECT_TRUE(loader.requests[1].untyped);
+  EXPECT_FALSE(loader.requests[2].untyped);
 }
 
 TEST(PicklerTest, WritesEmptyStateDict) {

@@ -1,6 +1,7 @@
 // Malformed and disallowed pickles: each must fail with a specific status
 // and a message naming the file, never crash.
 #include <string>
+#include <vector>
 
 #include "core/format/pickle/unpickler.h"
 #include "gmock/gmock.h"
@@ -302,6 +303,52 @@ TEST(UnpicklerErrorsTest, PassesLoaderErrorsThrough) {
 TEST(UnpicklerErrorsTest, RejectsRebuildTensorWithWrongArguments) {
   ExpectDataLoss(Fail(P2("ctorch._utils\n_rebuild_tensor_v2\n(K\x01tR.")),
                  "bad arguments to torch._utils._rebuild_tensor_v2");
+}
+
+// _rebuild_tensor_v3(UntypedStorage of 4 bytes, 0, (4,), (1,), False,
+// OrderedDict(), DTYPE) with DTYPE spliced in.
+std::string V3(const std::string& dtype,
+               const std::string& storage = "torch.storage\nUntypedStorage") {
+  static const char kArgs[] =
+      "\nS'0'\nS'cpu'\nK\x04tQK\x00(K\x04tK\x01\x85\x89"
+      "ccollections\nOrderedDict\n)R";
+  return P2("ctorch._utils\n_rebuild_tensor_v3\n((S'storage'\nc" + storage +
+            std::string(kArgs, sizeof(kArgs) - 1) + dtype + "tR.");
+}
+
+TEST(UnpicklerErrorsTest, ReadsRebuildTensorV3OverUntypedStorage) {
+  RecordingLoader loader;
+  std::string p = V3("ctorch\nfloat8_e5m2\n");
+  absl::StatusOr<ValuePtr> v = Unpickle(Bytes(p), kWhat, loader.loader());
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ((*v)->tensor().dtype, DType::kFloat8_e5m2);
+  EXPECT_EQ((*v)->tensor().shape, std::vector<int64_t>{4});
+}
+
+TEST(UnpicklerErrorsTest, RejectsRebuildTensorV3WhoseDtypeIsNotADtype) {
+  ExpectDataLoss(Fail(V3("K\x07")), "dtype must be a torch dtype");
+}
+
+TEST(UnpicklerErrorsTest, RejectsUntypedStorageThatIsNoWholeNumberOfElements) {
+  // The 4-byte storage as 16-byte elements.
+  ExpectDataLoss(Fail(V3("ctorch\ncomplex128\n")), "no whole number of complex128");
+}
+
+TEST(UnpicklerErrorsTest, RejectsRebuildTensorV3WithWrongArity) {
+  ExpectDataLoss(Fail(P2("ctorch._utils\n_rebuild_tensor_v3\n(K\x01tR.")),
+                 "bad arguments to torch._utils._rebuild_tensor_v3");
+}
+
+TEST(UnpicklerErrorsTest, RejectsRebuildTensorV2OverUntypedStorage) {
+  ExpectDataLoss(Fail(P2("ctorch._utils\n_rebuild_tensor_v2\n((S'storage'\nctorch.storage\n"
+                         "UntypedStorage\nS'0'\nS'cpu'\nK\x04tQK\x00(K\x04tK\x01\x85\x89"
+                         "ccollections\nOrderedDict\n)RtR.")),
+                 "needs a typed storage");
+}
+
+TEST(UnpicklerErrorsTest, RefusesRebuildTensorV3RetypingATypedStorage) {
+  ExpectRefused(Fail(V3("ctorch\nfloat8_e5m2\n", "torch\nFloatStorage")),
+                "over a float32 storage is not supported");
 }
 
 TEST(UnpicklerErrorsTest, RefusesNonEmptyTensorState) {

@@ -16,6 +16,10 @@ import torch
 import xxhash
 
 OUT = sys.argv[1]
+# torch >= 2.1 (float8), >= 2.2 (fnuz), >= 2.3 (uint16/32/64): saved with
+# _rebuild_tensor_v3 over torch.storage.UntypedStorage.
+TORCH2_DTYPES = ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
+                 "uint16", "uint32", "uint64"]
 DTYPES = [torch.float16, torch.float32, torch.float64, torch.bfloat16, torch.int8, torch.int16,
           torch.int32, torch.int64, torch.uint8, torch.bool, torch.complex64, torch.complex128]
 
@@ -93,6 +97,8 @@ def main():
     save("dtypes_zip", dtypes)
     save("dtypes_legacy", dtypes, _use_new_zipfile_serialization=False)
 
+    save_torch2_dtypes()
+
     opt = torch.optim.Adam(model.parameters())
     model(torch.randn(5, 4)).sum().backward()
     opt.step()
@@ -113,12 +119,20 @@ def main():
     rewrite_zip("single_zip.pt", "missing_record.pt",
                 lambda n, d: [] if n.endswith("/data/0") else [(n, d)])
     # torch >= 2.1 writes archive/byteorder; a big-endian writer says "big".
-    rewrite_zip("single_zip.pt", "big_endian.pt",
-                lambda n, d: [(n, d)] + ([(n[:-len("version")] + "byteorder", b"big")]
-                                         if n.endswith("/version") else []))
-    rewrite_zip("single_zip.pt", "little_endian.pt",
-                lambda n, d: [(n, d)] + ([(n[:-len("version")] + "byteorder", b"little")]
-                                         if n.endswith("/version") else []))
+    # Replaced where this torch wrote one already, added where not (1.13).
+    with zipfile.ZipFile(os.path.join(OUT, "single_zip.pt")) as z:
+        has_byteorder = any(n.endswith("/byteorder") for n in z.namelist())
+
+    def set_byteorder(order):
+        def change(n, d):
+            if n.endswith("/byteorder"):
+                return [(n, order)]
+            if n.endswith("/version") and not has_byteorder:
+                return [(n, d), (n[:-len("version")] + "byteorder", order)]
+            return [(n, d)]
+        return change
+    rewrite_zip("single_zip.pt", "big_endian.pt", set_byteorder(b"big"))
+    rewrite_zip("single_zip.pt", "little_endian.pt", set_byteorder(b"little"))
     # Older torch named the archive folder after the file; any name works.
     # Deflated too, as a zip tool repacking the file would write it.
     rewrite_zip("single_zip.pt", "renamed_prefix.pt",
@@ -141,6 +155,28 @@ def main():
 
     with open(os.path.join(OUT, "plain_pickle.pt"), "wb") as f:
         pickle.dump({"a": 1}, f, protocol=2)
+
+
+def save_torch2_dtypes():
+    """torch2_dtypes_zip.pt, or torch2_dtypes.unsupported saying why not."""
+    missing = [n for n in TORCH2_DTYPES if not hasattr(torch, n)]
+    if missing:
+        with open(os.path.join(OUT, "torch2_dtypes.unsupported"), "w") as f:
+            f.write(f"torch {torch.__version__} has no {', '.join(missing)} "
+                    "(float8 needs torch >= 2.1, uint16/32/64 >= 2.3)")
+        return
+    all256 = torch.arange(256, dtype=torch.int32).to(torch.uint8)
+    t = {n: all256.clone().view(getattr(torch, n)).reshape(16, 16) for n in TORCH2_DTYPES[:4]}
+    t["float8_e4m3fn_t"] = t["float8_e4m3fn"].t()      # same storage, transposed
+    t["float8_e5m2_row"] = t["float8_e5m2"][5]         # same storage, offset 80
+    t["uint16"] = torch.tensor([0, 1, 65535, 40000], dtype=torch.int32).to(torch.uint16)
+    t["uint32"] = torch.tensor([[0, 2**32 - 1], [7, 2**31]], dtype=torch.int64).to(torch.uint32)
+    t["uint64"] = torch.tensor([-1, -2**63, 5], dtype=torch.int64).to(torch.uint64)
+    t["param_fp8"] = torch.nn.Parameter(t["float8_e5m2fnuz"][1:3].clone(), requires_grad=False)
+    save("torch2_dtypes_zip", t)
+    # torch 2.6 writes this but cannot load it (UntypedStorage has no .dtype
+    # in its legacy loader); we read it.
+    save("torch2_dtypes_legacy", t, _use_new_zipfile_serialization=False)
 
 
 if __name__ == "__main__":
