@@ -21,6 +21,7 @@
 #include "client/client_core.h"
 #include "client/weightctl/commands.h"
 #include "client/weightctl/match_flags.h"
+#include "core/util/address.h"
 #include "core/format/checkpoint_io.h"
 #include "nlohmann/json.hpp"
 
@@ -62,6 +63,10 @@ absl::Status CheckPemFile(absl::string_view flag, const std::string& path) {
 absl::StatusOr<std::unique_ptr<ClientCore>> MakeClient(const ParsedArgs& args) {
   ClientOptions options;
   options.target = args.Get("server").value_or(kDefaultServer);
+  // gRPC dials port 0 for "HOST" and truncates ports past 65535.
+  if (absl::Status target = CheckTarget(options.target); !target.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--server ", target.message()));
+  }
   // A CLI should answer quickly when nothing listens.
   options.max_attempts = 3;
   options.tls_ca = args.Get("tls_ca").value_or("");
