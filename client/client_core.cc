@@ -53,6 +53,7 @@ MatchOptions MatchSpec::match_options() const {
   MatchOptions out;
   out.on_shape_mismatch = on_shape_mismatch;
   out.strict = strict;
+  out.allow_empty = allow_empty;
   return out;
 }
 

@@ -111,7 +111,12 @@ struct MatchSpec {
   std::vector<std::string> ignore_unexpected;
   bool auto_prefix = false;
   ShapePolicy on_shape_mismatch = ShapePolicy::kError;
-  bool strict = false;
+  // load_state_dict(strict=True), PyTorch's default: missing or unexpected
+  // keys (after ignore_*) fail the load. Keys skipped under
+  // ShapePolicy::kSkip keep their initial values and fail nothing.
+  bool strict = true;
+  // A match that pairs zero tensors fails unless this is set.
+  bool allow_empty = false;
 
   RuleSet rule_set() const;
   void set_rule_set(const RuleSet& rule_set);

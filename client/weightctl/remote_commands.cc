@@ -221,7 +221,7 @@ int RunRemoteMatch(const ParsedArgs& args) {
   absl::StatusOr<RuleSet> rules = RulesFromFlags(args);
   if (!rules.ok()) return Fail(rules.status().message(), 2);
   absl::StatusOr<std::vector<TensorEntry>> target =
-      ReadEntries(*target_file, args.Get("target-select").value_or(""));
+      ReadEntries(*target_file, args.Get("target-select").value_or(""), "target-select");
   if (!target.ok()) return Fail(target.status().message());
 
   MatchSpec spec;
@@ -230,6 +230,7 @@ int RunRemoteMatch(const ParsedArgs& args) {
   spec.set_rule_set(*rules);
   spec.on_shape_mismatch = options->on_shape_mismatch;
   spec.strict = options->strict;
+  spec.allow_empty = options->allow_empty;
   int code = 0;
   std::unique_ptr<ClientCore> client = MakeClientOrFail(args, &code);
   if (client == nullptr) return code;

@@ -55,7 +55,9 @@ absl::StatusOr<FetchPlan> PlanFetch(const StateDictView& view, const FetchSpec& 
         if (seen.insert(key).second) chosen.push_back(view.entries()[index]);
       }
     }
-    WEIGHTD_ASSIGN_OR_RETURN(plan.report, Match(chosen, chosen, RuleSet(), MatchOptions()));
+    MatchOptions plain;
+    plain.allow_empty = true;  // an empty state dict (or key list) fetches nothing, fine
+    WEIGHTD_ASSIGN_OR_RETURN(plan.report, Match(chosen, chosen, RuleSet(), plain));
   }
   for (const MatchedPair& pair : plan.report.matched) {
     PlannedTensor& t = plan.tensors.emplace_back();

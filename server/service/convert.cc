@@ -103,7 +103,19 @@ MatchOptions FromProto(const v1::MatchOptions& options) {
   out.on_shape_mismatch = options.on_shape_mismatch() == v1::SHAPE_POLICY_SKIP
                               ? ShapePolicy::kSkip
                               : ShapePolicy::kError;
-  out.strict = options.strict();
+  switch (options.strictness()) {
+    case v1::STRICTNESS_STRICT:
+      out.strict = true;
+      break;
+    case v1::STRICTNESS_LENIENT:
+      out.strict = false;
+      break;
+    default:
+      // Requests written before `strictness` existed (grpcurl, old clients).
+      out.strict = options.strict();
+      break;
+  }
+  out.allow_empty = options.allow_empty();
   return out;
 }
 

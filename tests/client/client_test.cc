@@ -85,13 +85,27 @@ TEST_F(ClientTest, DataParallelPrefixIsInferredWithAuto) {
 TEST_F(ClientTest, DataParallelNamesWithoutRuleAreMissingAndUnexpected) {
   LeNet net;
   const auto before = Checksums(*net);
-  absl::StatusOr<LoadReport> report = client_->Load(*net, "lenet_ddp");
-  ASSERT_TRUE(report.ok()) << report.status();
+  LoadReport report;
+  absl::Status status = client_->Load(*net, "lenet_ddp", LoadOptions(), &report);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   // 14: PyTorch's BatchNorm fills num_batches_tracked when no bn.* key came.
-  EXPECT_EQ(report->missing_keys.size(), 14);
-  EXPECT_EQ(report->unexpected_keys.size(), 15);
-  EXPECT_EQ(report->tensors, 0);
+  EXPECT_EQ(report.missing_keys.size(), 14);
+  EXPECT_EQ(report.unexpected_keys.size(), 15);
+  EXPECT_EQ(report.tensors, 0);
   EXPECT_EQ(Checksums(*net), before);
+}
+
+// A load that writes nothing used to "succeed" (lenient by default).
+TEST_F(ClientTest, ALoadThatMatchesNothingFailsEvenWhenNotStrict) {
+  LeNet net;
+  LoadOptions options;
+  options.strict = false;
+  LoadReport report;
+  absl::Status status = client_->Load(*net, "lenet_ddp", options, &report);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(status.message(), HasSubstr("no tensor matched: 0 of 15 target names"));
+  options.allow_empty = true;
+  EXPECT_TRUE(client_->Load(*net, "lenet_ddp", options).ok());
 }
 
 TEST_F(ClientTest, ShapeMismatchSkipKeepsTheNewHeadAndLoadsTheRest) {
@@ -124,11 +138,10 @@ TEST_F(ClientTest, ShapeMismatchErrorFailsAndWritesNothing) {
   EXPECT_EQ(Checksums(*net), before);
 }
 
-TEST_F(ClientTest, StrictFailsWhenKeysAreMissing) {
+TEST_F(ClientTest, IsStrictByDefaultAndFailsWhenKeysAreMissing) {
   LeNet net;
   LoadOptions options;
   options.exclude = {"^bn\\."};
-  options.strict = true;
   absl::Status status = client_->Load(*net, "lenet", options, &*std::make_unique<LoadReport>());
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_THAT(status.message(), HasSubstr("Missing key(s)"));
@@ -138,6 +151,7 @@ TEST_F(ClientTest, NonStrictLoadReportsMissingKeys) {
   LeNet net;
   LoadOptions options;
   options.exclude = {"^bn\\."};
+  options.strict = false;
   absl::StatusOr<LoadReport> report = client_->Load(*net, "lenet", options);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_THAT(report->missing_keys,
