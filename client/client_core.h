@@ -81,6 +81,12 @@ struct ModelInfo {
   std::vector<ModelVersionInfo> versions;  // newest first
 };
 
+// A repository entry the server skipped (ListModelsResponse.skipped).
+struct SkippedEntryInfo {
+  std::string path;  // relative to the repository
+  std::string reason;
+};
+
 struct ManifestTensor {
   std::string name;
   DType dtype = DType::kFloat32;
@@ -152,7 +158,10 @@ class ClientCore {
 
   const ClientOptions& options() const { return options_; }
 
-  absl::StatusOr<std::vector<ModelInfo>> ListModels();
+  // `*skipped`, when given, receives the repository entries the server
+  // skipped and why.
+  absl::StatusOr<std::vector<ModelInfo>> ListModels(
+      std::vector<SkippedEntryInfo>* skipped = nullptr);
   absl::StatusOr<Manifest> GetManifest(const std::string& model, int64_t version = 0,
                                        const std::string& select = "");
 

@@ -158,6 +158,7 @@ int main(int argc, char** argv) {
   options.preload = FLAGS_preload;
   options.load_threads = FLAGS_load_threads;
   options.on_warning = [](absl::string_view warning) { LOG(WARNING) << warning; };
+  options.on_load_failure = [](absl::string_view failure) { LOG(ERROR) << failure; };
   options.tls_cert = FLAGS_tls_cert;
   options.tls_key = FLAGS_tls_key;
   options.tls_client_ca = FLAGS_tls_client_ca;

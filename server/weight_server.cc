@@ -139,6 +139,7 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   store_options.host_cache_bytes = options.host_cache_bytes;
   store_options.preload = options.preload;
   store_options.on_warning = options.on_warning;
+  store_options.on_load_failure = options.on_load_failure;
   store_options.metrics = server->metrics_.get();
   absl::StatusOr<std::unique_ptr<ModelStore>> store = ModelStore::Open(store_options);
   if (!store.ok()) return store.status();

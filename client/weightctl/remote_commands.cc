@@ -127,7 +127,8 @@ int RunList(const ParsedArgs& args) {
   int code = 0;
   std::unique_ptr<ClientCore> client = MakeClientOrFail(args, &code);
   if (client == nullptr) return code;
-  absl::StatusOr<std::vector<ModelInfo>> models = client->ListModels();
+  std::vector<SkippedEntryInfo> skipped;
+  absl::StatusOr<std::vector<ModelInfo>> models = client->ListModels(&skipped);
   if (!models.ok()) return Fail(Failure(models.status(), client->options()));
   if (args.Has("json")) {
     Json out = Json::array();
@@ -160,6 +161,11 @@ int RunList(const ParsedArgs& args) {
                                    v.cache_tier.empty() ? "-" : v.cache_tier,
                                    v.reason.empty() ? "" : absl::StrCat("  (", v.reason, ")"));
     }
+  }
+  // What the server does not serve, so a misplaced file does not just vanish.
+  if (!skipped.empty()) {
+    std::cout << "\nskipped (" << skipped.size() << "):\n";
+    for (const SkippedEntryInfo& e : skipped) std::cout << "  " << e.path << ": " << e.reason << "\n";
   }
   return 0;
 }

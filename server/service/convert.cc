@@ -43,6 +43,15 @@ void ToProto(const ModelStatus& status, v1::Model* out) {
   }
 }
 
+void ToProto(const std::vector<SkippedEntry>& skipped,
+             google::protobuf::RepeatedPtrField<v1::SkippedEntry>* out) {
+  for (const SkippedEntry& entry : skipped) {
+    v1::SkippedEntry* e = out->Add();
+    e->set_path(entry.path);
+    e->set_reason(entry.reason);
+  }
+}
+
 void ToProto(const MatchReport& report, int64_t version, v1::MatchReport* out) {
   out->set_version(version);
   for (const MatchedPair& m : report.matched) {

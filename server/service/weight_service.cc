@@ -115,6 +115,7 @@ grpc::ServerUnaryReactor* WeightService::ListModels(grpc::CallbackServerContext*
   grpc::Status allowed = Authorize(options_.authorizer, context, Role::kRead);
   if (!allowed.ok()) return Done(context, allowed);
   for (const ModelStatus& model : store_->List()) ToProto(model, response->add_models());
+  ToProto(store_->Skipped(), response->mutable_skipped());
   return Done(context, absl::OkStatus());
 }
 
@@ -186,6 +187,7 @@ grpc::ServerUnaryReactor* AdminService::Rescan(grpc::CallbackServerContext* cont
     absl::StatusOr<std::vector<ModelStatus>> models = store_->Rescan();
     if (models.ok()) {
       for (const ModelStatus& model : *models) ToProto(model, response->add_models());
+      ToProto(store_->Skipped(), response->mutable_skipped());
     }
     return models.status();
   });
