@@ -101,7 +101,10 @@ struct Manifest {
   std::string format;
   std::string select;
   std::vector<ManifestTensor> tensors;
-  std::string metadata_json;  // non-tensor leaves (epoch, loss...) as JSON
+  // Non-tensor leaves (epoch, loss...) as one JSON object, in checkpoint
+  // order, floats written as floats (older servers: key order and number
+  // types of a google.protobuf.Struct).
+  std::string metadata_json;
 };
 
 // Which state dict of which version, and how its names map onto a target.

@@ -72,6 +72,15 @@ absl::StatusOr<FetchPlan> PlanFetch(const StateDictView& view, const FetchSpec& 
     WEIGHTD_RETURN_IF_ERROR(CheckCast(record.dtype, t.send_dtype));
     t.send_bytes = static_cast<uint64_t>(record.numel()) * DTypeSize(t.send_dtype);
   }
+  if (spec.cast.has_value()) {
+    // The report counts the bytes the stream carries, as the headers do.
+    uint64_t sent = 0;
+    for (size_t i = 0; i < plan.tensors.size(); ++i) {
+      plan.report.matched[i].bytes = plan.tensors[i].send_bytes;
+      sent += plan.tensors[i].send_bytes;
+    }
+    plan.report.bytes = sent;
+  }
   return plan;
 }
 

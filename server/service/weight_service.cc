@@ -76,7 +76,9 @@ absl::Status GetManifest(ModelStore* store, absl::Time deadline,
     info->set_nbytes(tensors[i].second.nbytes());
     HexChecksum((*view)->Checksum(i), info->mutable_checksum());
   }
-  std::string json = (*snapshot)->Metadata(**view).dump();
+  std::string json = (*snapshot)->Metadata(**view).dump(-1, ' ', false,
+                                                        nlohmann::json::error_handler_t::replace);
+  response->set_metadata_json(json);
   google::protobuf::util::JsonParseOptions options;
   auto parsed = google::protobuf::util::JsonStringToMessage(json, response->mutable_metadata(),
                                                             options);

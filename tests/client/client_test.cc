@@ -169,7 +169,7 @@ TEST_F(ClientTest, Float16CheckpointConvertsIntoFloat32Module) {
 TEST_F(ClientTest, Float16ConvertsAcrossChunksThatSplitElements) {
   LeNet net;
   LoadOptions options;
-  options.chunk_bytes = 1023;  // odd: elements straddle chunks
+  options.chunk_bytes = (64 << 10) + 1;  // odd, above the floor: elements straddle chunks
   absl::StatusOr<LoadReport> report = client_->Load(*net, "lenet_half", options);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(Checksums(*net), ExpectedChecksums("lenet_half_into_float32"));

@@ -248,6 +248,47 @@ TEST_F(WeightServiceTest, FetchCastsOnTheServerAsTensorToDoes) {
   }
 }
 
+// chunk_bytes 1 turned one 9 MiB tensor into 9.4 M messages.
+TEST_F(WeightServiceTest, ChunksBelowTheFloorAreRaisedTo64KiB) {
+  v1::FetchRequest request;
+  request.set_model("big");
+  request.set_chunk_bytes(1);
+  int chunks = 0;
+  uint64_t largest = 0;
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::FetchResponse>> reader =
+      stub_->Fetch(&context, request);
+  v1::FetchResponse response;
+  uint64_t bytes = 0;
+  while (reader->Read(&response)) {
+    if (!response.has_chunk()) continue;
+    ++chunks;
+    largest = std::max<uint64_t>(largest, response.chunk().data().size());
+    bytes += response.chunk().data().size();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(largest, 64u << 10);
+  EXPECT_LE(chunks, static_cast<int>(bytes / (64 << 10)) + Expected()["big"].size());
+}
+
+TEST_F(WeightServiceTest, ACastFetchReportsTheBytesItSends) {
+  v1::FetchRequest request;
+  request.set_model("lenet");
+  for (const v1::TargetTensor& t : TargetOf("lenet")) {
+    if (t.dtype() == "float32") *request.add_target() = t;
+  }
+  request.set_cast_dtype("bfloat16");
+  FetchResult result = FetchAll(stub_.get(), request);
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  uint64_t sent = 0;
+  for (const FetchedTensor& t : result.tensors) sent += t.header.nbytes();
+  EXPECT_EQ(result.report.bytes(), sent);
+  uint64_t matched = 0;
+  for (const v1::MatchedTensor& m : result.report.matched()) matched += m.nbytes();
+  EXPECT_EQ(matched, sent);
+  EXPECT_GT(sent, 0u);
+}
+
 TEST_F(WeightServiceTest, UnknownModelVersionAndKeyAreNotFound) {
   {
     grpc::ClientContext context;
