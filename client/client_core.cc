@@ -53,6 +53,7 @@ MatchOptions MatchSpec::match_options() const {
   MatchOptions out;
   out.on_shape_mismatch = on_shape_mismatch;
   out.strict = strict;
+  out.allow_empty = allow_empty;
   return out;
 }
 
@@ -146,12 +147,17 @@ absl::Status ClientCore::Impl::Unary(const ClientOptions& options, Method method
   });
 }
 
-absl::StatusOr<std::vector<ModelInfo>> ClientCore::ListModels() {
+absl::StatusOr<std::vector<ModelInfo>> ClientCore::ListModels(
+    std::vector<SkippedEntryInfo>* skipped) {
   v1::ListModelsResponse response;
   WEIGHTD_RETURN_IF_ERROR(impl_->Unary(options_, &v1::WeightService::Stub::ListModels,
                                        v1::ListModelsRequest(), &response));
   std::vector<ModelInfo> out;
   for (const v1::Model& m : response.models()) out.push_back(FromProto(m));
+  if (skipped != nullptr) {
+    skipped->clear();
+    for (const v1::SkippedEntry& e : response.skipped()) skipped->push_back({e.path(), e.reason()});
+  }
   return out;
 }
 

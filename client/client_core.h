@@ -81,6 +81,12 @@ struct ModelInfo {
   std::vector<ModelVersionInfo> versions;  // newest first
 };
 
+// A repository entry the server skipped (ListModelsResponse.skipped).
+struct SkippedEntryInfo {
+  std::string path;  // relative to the repository
+  std::string reason;
+};
+
 struct ManifestTensor {
   std::string name;
   DType dtype = DType::kFloat32;
@@ -95,7 +101,10 @@ struct Manifest {
   std::string format;
   std::string select;
   std::vector<ManifestTensor> tensors;
-  std::string metadata_json;  // non-tensor leaves (epoch, loss...) as JSON
+  // Non-tensor leaves (epoch, loss...) as one JSON object, in checkpoint
+  // order, floats written as floats (older servers: key order and number
+  // types of a google.protobuf.Struct).
+  std::string metadata_json;
 };
 
 // Which state dict of which version, and how its names map onto a target.
@@ -111,7 +120,12 @@ struct MatchSpec {
   std::vector<std::string> ignore_unexpected;
   bool auto_prefix = false;
   ShapePolicy on_shape_mismatch = ShapePolicy::kError;
-  bool strict = false;
+  // load_state_dict(strict=True), PyTorch's default: missing or unexpected
+  // keys (after ignore_*) fail the load. Keys skipped under
+  // ShapePolicy::kSkip keep their initial values and fail nothing.
+  bool strict = true;
+  // A match that pairs zero tensors fails unless this is set.
+  bool allow_empty = false;
 
   RuleSet rule_set() const;
   void set_rule_set(const RuleSet& rule_set);
@@ -147,7 +161,10 @@ class ClientCore {
 
   const ClientOptions& options() const { return options_; }
 
-  absl::StatusOr<std::vector<ModelInfo>> ListModels();
+  // `*skipped`, when given, receives the repository entries the server
+  // skipped and why.
+  absl::StatusOr<std::vector<ModelInfo>> ListModels(
+      std::vector<SkippedEntryInfo>* skipped = nullptr);
   absl::StatusOr<Manifest> GetManifest(const std::string& model, int64_t version = 0,
                                        const std::string& select = "");
 

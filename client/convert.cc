@@ -73,7 +73,11 @@ void ToProto(const MatchOptions& options, v1::MatchOptions* out) {
   out->set_on_shape_mismatch(options.on_shape_mismatch == ShapePolicy::kSkip
                                  ? v1::SHAPE_POLICY_SKIP
                                  : v1::SHAPE_POLICY_ERROR);
+  // Always explicit: UNSPECIFIED means the legacy bool, whose proto3
+  // default (false) is not PyTorch's. The bool too, for older servers.
+  out->set_strictness(options.strict ? v1::STRICTNESS_STRICT : v1::STRICTNESS_LENIENT);
   out->set_strict(options.strict);
+  out->set_allow_empty(options.allow_empty);
 }
 
 void ToProto(absl::Span<const TensorEntry> target,
@@ -154,7 +158,10 @@ absl::StatusOr<Manifest> FromProto(const v1::GetManifestResponse& response) {
     out.tensors.push_back(std::move(tensor));
   }
   out.metadata_json = "{}";
-  if (response.has_metadata()) {
+  if (!response.metadata_json().empty()) {
+    // In checkpoint order, floats as floats; the Struct has neither.
+    out.metadata_json = response.metadata_json();
+  } else if (response.has_metadata()) {
     std::string json;
     if (google::protobuf::util::MessageToJsonString(response.metadata(), &json).ok()) {
       out.metadata_json = std::move(json);

@@ -3,8 +3,12 @@
 
 #include <cstdio>
 #include <iostream>
+#include <tuple>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "core/util/address.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "server/weight_server.h"
@@ -122,6 +126,21 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // gRPC would truncate a port past 65535 to 16 bits and dial or bind port 0
+  // for a missing one; refuse both before anything starts.
+  for (const auto& [flag, value, unix_ok] :
+       {std::tuple<const char*, const std::string&, bool>{"listen", FLAGS_listen, true},
+        {"health_listen", FLAGS_health_listen, true},
+        {"metrics_listen", FLAGS_metrics_listen, false}}) {
+    if (value.empty() && std::string(flag) != "listen") continue;
+    absl::Status address = unix_ok ? weightd::CheckListenAddress(value)
+                                   : weightd::ParseHostPort(value).status();
+    if (!address.ok()) {
+      std::cerr << "weightd: --" << flag << ": " << address.message() << "\n";
+      return 2;
+    }
+  }
+
   // Signals are taken by sigwait below; block them before gRPC starts its
   // threads so none of those receives them.
   sigset_t signals;
@@ -139,6 +158,7 @@ int main(int argc, char** argv) {
   options.preload = FLAGS_preload;
   options.load_threads = FLAGS_load_threads;
   options.on_warning = [](absl::string_view warning) { LOG(WARNING) << warning; };
+  options.on_load_failure = [](absl::string_view failure) { LOG(ERROR) << failure; };
   options.tls_cert = FLAGS_tls_cert;
   options.tls_key = FLAGS_tls_key;
   options.tls_client_ca = FLAGS_tls_client_ca;
@@ -156,14 +176,18 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<weightd::WeightServer>> server =
       weightd::WeightServer::Start(options);
   if (!server.ok()) {
-    LOG(ERROR) << server.status();
-    std::cerr << "weightd: " << server.status() << "\n";
+    // One line on stderr (glog would add a second one there).
+    if (!FLAGS_logtostderr) LOG(ERROR) << server.status();
+    std::cerr << "weightd: " << server.status().message() << "\n";
     return 1;
   }
-  std::string host = FLAGS_listen.substr(0, FLAGS_listen.rfind(':'));
-  std::printf("listening on %s:%d\n", host.c_str(), (*server)->port());
+  const std::string address =
+      absl::StartsWith(FLAGS_listen, "unix:")
+          ? FLAGS_listen
+          : absl::StrCat(FLAGS_listen.substr(0, FLAGS_listen.rfind(':')), ":", (*server)->port());
+  std::printf("listening on %s\n", address.c_str());
   std::fflush(stdout);
-  LOG(INFO) << "serving " << FLAGS_repository << " on " << host << ":" << (*server)->port();
+  LOG(INFO) << "serving " << FLAGS_repository << " on " << address;
 
   if ((*server)->health_port() != 0) {
     // Second stdout line, for scripts that pass port 0.

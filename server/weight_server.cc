@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "server/bind_probe.h"
 #include "server/metrics/metrics_interceptor.h"
 #include "server/metrics/weightd_metrics.h"
 #include "server/service/health_service.h"
@@ -82,6 +83,9 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::strin
                                                                 int* port) {
   grpc::ServerBuilder builder;
   builder.SetOption(std::make_unique<NoPlugins>());
+  // gRPC sets SO_REUSEPORT by default: a second server on a taken port
+  // would start and share its connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // The kubelet's probes speak plaintext; Health carries no secrets.
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), port);
   // A callback service without async methods may be registered with more
@@ -90,7 +94,7 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::strin
   builder.SetMaxReceiveMessageSize(64 << 10);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (--health_listen)"));
+    return absl::UnavailableError(CannotListenMessage(listen, "--health_listen"));
   }
   return server;
 }
@@ -135,6 +139,7 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   store_options.host_cache_bytes = options.host_cache_bytes;
   store_options.preload = options.preload;
   store_options.on_warning = options.on_warning;
+  store_options.on_load_failure = options.on_load_failure;
   store_options.metrics = server->metrics_.get();
   absl::StatusOr<std::unique_ptr<ModelStore>> store = ModelStore::Open(store_options);
   if (!store.ok()) return store.status();
@@ -167,6 +172,9 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   builder.RegisterService(server->admin_service_.get());
   builder.RegisterService(server->health_.get());
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
+  // Without this, a second weightd on the same port starts too (gRPC's
+  // default is SO_REUSEPORT) and the kernel splits connections between them.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   if (options.max_concurrent_streams > 0) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
   }
@@ -185,7 +193,7 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     server->store_->SetListener(nullptr);
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+    return absl::UnavailableError(CannotListenMessage(options.listen));
   }
   if (!options.health_listen.empty()) {
     absl::StatusOr<std::unique_ptr<grpc::Server>> health_server =

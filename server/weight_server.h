@@ -41,8 +41,11 @@ struct ServerOptions {
   // Threads that run checkpoint loads and the RPC work waiting on them (see
   // server/service/work_pool.h), off gRPC's callback threads.
   int load_threads = 8;
-  // Repository scan warnings (skipped entries); main logs them. Null: dropped.
+  // Repository scan warnings (skipped entries, versions that cannot be
+  // served) and failed loads/reloads with their reasons (see StoreOptions);
+  // main logs them. Null: dropped.
   std::function<void(absl::string_view)> on_warning;
+  std::function<void(absl::string_view)> on_load_failure;
 
   // TLS, PEM file paths. With tls_cert and tls_key the port speaks TLS only;
   // with tls_client_ca too, clients must present a certificate it signed.

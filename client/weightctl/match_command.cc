@@ -32,7 +32,7 @@ int RunMatch(const ParsedArgs& args) {
       ReadEntries(args.positional[0], args.Get("select").value_or(""));
   if (!source.ok()) return Fail(source.status().message());
   absl::StatusOr<std::vector<TensorEntry>> target =
-      ReadEntries(args.positional[1], args.Get("target-select").value_or(""));
+      ReadEntries(args.positional[1], args.Get("target-select").value_or(""), "target-select");
   if (!target.ok()) return Fail(target.status().message());
 
   absl::StatusOr<MatchReport> report = Match(*source, *target, *rules, *options);
@@ -54,13 +54,13 @@ Command MatchCommand() {
       "[--select PATH] "
       "[--target-select PATH] [--strip-prefix P]... "
       "[--add-prefix P]... [--rename PATTERN=REPLACEMENT]... [--include RE]... "
-      "[--exclude RE]... [--ignore RE]... [--auto] [--on-mismatch error|skip] [--strict] "
-      "[--json]";
+      "[--exclude RE]... [--ignore RE]... [--auto] [--on-mismatch error|skip] [--strict | --no-strict] "
+      "[--allow-empty] [--json]";
   c.summary =
       "Reports how SOURCE's tensors (or a served MODEL's) would load into the module whose state "
       "dict TARGET (FILE) holds, as load_state_dict would: matched, missing, unexpected and "
-      "size-mismatched keys. Rules apply in command-line order. Exit 0 if the load would "
-      "succeed, 1 if not.";
+      "size-mismatched keys. Strict by default, as load_state_dict. Rules apply in "
+      "command-line order. Exit 0 if the load would succeed, 1 if not.";
   c.flags = {
       {"select", true, "PATH  state dict inside SOURCE or MODEL (default: automatic)"},
       {"target-select", true, "PATH  state dict inside TARGET (default: automatic)"},
@@ -72,10 +72,7 @@ Command MatchCommand() {
   for (FlagSpec& f : CredentialFlagSpecs()) c.flags.push_back(std::move(f));
 #endif
   for (FlagSpec& f : RuleFlagSpecs()) c.flags.push_back(std::move(f));
-  c.flags.push_back({"on-mismatch", true,
-                     "error|skip  a size mismatch fails the load (default, as PyTorch) "
-                     "or the key is skipped (and reported missing)"});
-  c.flags.push_back({"strict", false, "fails when missing or unexpected keys remain"});
+  for (FlagSpec& f : MatchOptionFlagSpecs()) c.flags.push_back(std::move(f));
   c.flags.push_back({"json", false,
                      "prints one JSON object: matched, missing_keys, unexpected_keys, mismatched, "
                      "inferred_rules, bytes"});

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "core/checkpoint/select.h"
 #include "core/format/checkpoint_io.h"
 
@@ -48,6 +49,18 @@ void PrintReport(const MatchReport& report) {
 }
 
 }  // namespace
+
+std::vector<FlagSpec> MatchOptionFlagSpecs() {
+  return {
+      {"on-mismatch", true,
+       "error|skip  a size mismatch fails the load (default, as PyTorch) or the key is "
+       "skipped: it keeps its initial value and fails nothing"},
+      {"strict", false,
+       "missing or unexpected keys fail the load (default, as load_state_dict(strict=True))"},
+      {"no-strict", false, "missing and unexpected keys are reported only (strict=False)"},
+      {"allow-empty", false, "a match that pairs no tensor is not a failure"},
+  };
+}
 
 std::vector<FlagSpec> RuleFlagSpecs(bool with_auto) {
   std::vector<FlagSpec> specs = {
@@ -96,18 +109,27 @@ absl::StatusOr<MatchOptions> MatchOptionsFromFlags(const ParsedArgs& args) {
     return absl::InvalidArgumentError(
         absl::StrCat("--on-mismatch must be error or skip, not \"", on_mismatch, "\""));
   }
-  options.strict = args.Has("strict");
+  // The last of --strict / --no-strict wins; strict is PyTorch's default.
+  for (const auto& [flag, value] : args.flags) {
+    if (flag == "strict") options.strict = true;
+    if (flag == "no-strict") options.strict = false;
+  }
+  options.allow_empty = args.Has("allow-empty");
   return options;
 }
 
 absl::StatusOr<std::vector<TensorEntry>> ReadEntries(const std::string& path,
-                                                     const std::string& select) {
+                                                     const std::string& select,
+                                                     absl::string_view select_flag) {
   absl::StatusOr<Checkpoint> checkpoint = ReadCheckpoint(path);
   if (!checkpoint.ok()) return checkpoint.status();
   absl::StatusOr<Selection> selection = SelectStateDict(*checkpoint, select);
   if (!selection.ok()) {
+    // The message starts with the path already; its hint names --select,
+    // which for a target file is spelled otherwise.
     return absl::Status(selection.status().code(),
-                        absl::StrCat(path, ": ", selection.status().message()));
+                        absl::StrReplaceAll(selection.status().message(),
+                                            {{"--select", absl::StrCat("--", select_flag)}}));
   }
   return EntriesFromStateDict(selection->tensors);
 }

@@ -21,12 +21,18 @@ std::vector<FlagSpec> RuleFlagSpecs(bool with_auto = true);
 // are only another spelling of the one rule syntax (core/match/rules.h).
 absl::StatusOr<RuleSet> RulesFromFlags(const ParsedArgs& args);
 
-// --on-mismatch error|skip and --strict. InvalidArgument for a bad value.
+// --on-mismatch error|skip, --strict (default) / --no-strict (the last one
+// given wins) and --allow-empty.
+std::vector<FlagSpec> MatchOptionFlagSpecs();
+
+// The flags of MatchOptionFlagSpecs. InvalidArgument for a bad value.
 absl::StatusOr<MatchOptions> MatchOptionsFromFlags(const ParsedArgs& args);
 
-// Reads `path` and describes the state dict selected in it.
+// Reads `path` and describes the state dict selected in it; `select_flag`
+// is the flag that gave `select`, which the error messages suggest.
 absl::StatusOr<std::vector<TensorEntry>> ReadEntries(const std::string& path,
-                                                     const std::string& select);
+                                                     const std::string& select,
+                                                     absl::string_view select_flag = "select");
 
 // The report for people (stdout) or, with `json`, as one JSON line; returns
 // the exit code: 0 when the load would succeed, else 1.

@@ -21,6 +21,7 @@
 #include "client/client_core.h"
 #include "client/weightctl/commands.h"
 #include "client/weightctl/match_flags.h"
+#include "core/util/address.h"
 #include "core/format/checkpoint_io.h"
 #include "nlohmann/json.hpp"
 
@@ -62,6 +63,10 @@ absl::Status CheckPemFile(absl::string_view flag, const std::string& path) {
 absl::StatusOr<std::unique_ptr<ClientCore>> MakeClient(const ParsedArgs& args) {
   ClientOptions options;
   options.target = args.Get("server").value_or(kDefaultServer);
+  // gRPC dials port 0 for "HOST" and truncates ports past 65535.
+  if (absl::Status target = CheckTarget(options.target); !target.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--server ", target.message()));
+  }
   // A CLI should answer quickly when nothing listens.
   options.max_attempts = 3;
   options.tls_ca = args.Get("tls_ca").value_or("");
@@ -122,7 +127,8 @@ int RunList(const ParsedArgs& args) {
   int code = 0;
   std::unique_ptr<ClientCore> client = MakeClientOrFail(args, &code);
   if (client == nullptr) return code;
-  absl::StatusOr<std::vector<ModelInfo>> models = client->ListModels();
+  std::vector<SkippedEntryInfo> skipped;
+  absl::StatusOr<std::vector<ModelInfo>> models = client->ListModels(&skipped);
   if (!models.ok()) return Fail(Failure(models.status(), client->options()));
   if (args.Has("json")) {
     Json out = Json::array();
@@ -155,6 +161,11 @@ int RunList(const ParsedArgs& args) {
                                    v.cache_tier.empty() ? "-" : v.cache_tier,
                                    v.reason.empty() ? "" : absl::StrCat("  (", v.reason, ")"));
     }
+  }
+  // What the server does not serve, so a misplaced file does not just vanish.
+  if (!skipped.empty()) {
+    std::cout << "\nskipped (" << skipped.size() << "):\n";
+    for (const SkippedEntryInfo& e : skipped) std::cout << "  " << e.path << ": " << e.reason << "\n";
   }
   return 0;
 }
@@ -216,7 +227,7 @@ int RunRemoteMatch(const ParsedArgs& args) {
   absl::StatusOr<RuleSet> rules = RulesFromFlags(args);
   if (!rules.ok()) return Fail(rules.status().message(), 2);
   absl::StatusOr<std::vector<TensorEntry>> target =
-      ReadEntries(*target_file, args.Get("target-select").value_or(""));
+      ReadEntries(*target_file, args.Get("target-select").value_or(""), "target-select");
   if (!target.ok()) return Fail(target.status().message());
 
   MatchSpec spec;
@@ -225,6 +236,7 @@ int RunRemoteMatch(const ParsedArgs& args) {
   spec.set_rule_set(*rules);
   spec.on_shape_mismatch = options->on_shape_mismatch;
   spec.strict = options->strict;
+  spec.allow_empty = options->allow_empty;
   int code = 0;
   std::unique_ptr<ClientCore> client = MakeClientOrFail(args, &code);
   if (client == nullptr) return code;

@@ -228,10 +228,10 @@ absl::StatusOr<MatchReport> Match(absl::Span<const TensorEntry> source,
     }
     size_t s = selected[it->second];
     if (source[s].shape != t.shape) {
+      // Under kSkip the target keeps its initial value, as with the recipe
+      // that updates model.state_dict() with the shape-matching keys, so it
+      // is not missing either.
       report.mismatched.push_back(ShapeMismatch{t.name, source[s].name, source[s].shape, t.shape});
-      // Skipping drops the source before the load: the target keeps its
-      // initial value, and PyTorch reports it missing.
-      if (options.on_shape_mismatch == ShapePolicy::kSkip) missing.push_back(t.name);
       continue;
     }
     if (report.bytes > std::numeric_limits<uint64_t>::max() - source_bytes[s]) {
@@ -266,6 +266,16 @@ absl::StatusOr<MatchReport> Match(absl::Span<const TensorEntry> source,
           "size mismatch for ", m.key, ": copying a param with shape ", TorchSize(m.source_shape),
           " from checkpoint, the shape in current model is ", TorchSize(m.target_shape), "."));
     }
+  }
+  if (report.matched.empty() && !options.allow_empty) {
+    report.errors.push_back(
+        report.mismatched.empty()
+            ? absl::StrCat("no tensor matched: 0 of ", target.size(),
+                           " target names found in the checkpoint; check prefixes (--auto) or "
+                           "pass --allow-empty")
+            : absl::StrCat("no tensor matched: ", report.mismatched.size(), " of ", target.size(),
+                           " target names found in the checkpoint, all with another shape; pass "
+                           "--allow-empty to load nothing"));
   }
   return report;
 }

@@ -5,15 +5,19 @@
 // same engine serves `weightctl match`, the server's Match and Fetch and the
 // client's Load.
 //
-// Semantics follow `module.load_state_dict(renamed_state_dict, strict=False)`:
+// Semantics follow `module.load_state_dict(renamed_state_dict)`, strict=True
+// by default as in PyTorch:
 //   - a target key whose (renamed) source has another shape is a size
 //     mismatch; it is in `mismatched` and in neither missing nor unexpected,
 //     and under ShapePolicy::kError the load fails (PyTorch raises even with
 //     strict=False);
-//   - under ShapePolicy::kSkip the mismatched source is dropped before the
-//     load (the "keep keys whose shapes match" recipe), so the target key
-//     keeps its initial value and is also reported missing, as PyTorch does
-//     for the filtered dict;
+//   - under ShapePolicy::kSkip the mismatched source is left out and the
+//     target key keeps its initial value: the tutorials' recipe
+//     (`model_dict.update(filtered); model.load_state_dict(model_dict)`),
+//     which succeeds with strict=True. So a skipped key is reported in
+//     `mismatched` only, not in missing_keys, and fails no load;
+//   - a match that pairs no tensor at all is an error unless allow_empty:
+//     a load that writes nothing is almost always a prefix mistake;
 //   - dtype differences are converted on copy (Tensor.copy_), not errors;
 //   - a missing "P.num_batches_tracked" is not reported when the source has
 //     no key under "P." at all: PyTorch's BatchNorm fills it with 0 then
@@ -51,9 +55,12 @@ enum class ShapePolicy { kError, kSkip };
 
 struct MatchOptions {
   ShapePolicy on_shape_mismatch = ShapePolicy::kError;
-  // Fail when missing or unexpected keys remain after the ignore patterns
-  // (load_state_dict(strict=True)).
-  bool strict = false;
+  // Fail when missing or unexpected keys remain after the ignore patterns:
+  // load_state_dict(strict=True), PyTorch's default. false: strict=False.
+  bool strict = true;
+  // Allow a match that pairs zero tensors (else it fails, naming how many
+  // target names the checkpoint has).
+  bool allow_empty = false;
 };
 
 // The prefixes `auto` tries, each as strip_prefix and as add_prefix:

@@ -55,7 +55,9 @@ absl::StatusOr<FetchPlan> PlanFetch(const StateDictView& view, const FetchSpec& 
         if (seen.insert(key).second) chosen.push_back(view.entries()[index]);
       }
     }
-    WEIGHTD_ASSIGN_OR_RETURN(plan.report, Match(chosen, chosen, RuleSet(), MatchOptions()));
+    MatchOptions plain;
+    plain.allow_empty = true;  // an empty state dict (or key list) fetches nothing, fine
+    WEIGHTD_ASSIGN_OR_RETURN(plan.report, Match(chosen, chosen, RuleSet(), plain));
   }
   for (const MatchedPair& pair : plan.report.matched) {
     PlannedTensor& t = plan.tensors.emplace_back();
@@ -69,6 +71,15 @@ absl::StatusOr<FetchPlan> PlanFetch(const StateDictView& view, const FetchSpec& 
     t.send_dtype = spec.cast.value_or(record.dtype);
     WEIGHTD_RETURN_IF_ERROR(CheckCast(record.dtype, t.send_dtype));
     t.send_bytes = static_cast<uint64_t>(record.numel()) * DTypeSize(t.send_dtype);
+  }
+  if (spec.cast.has_value()) {
+    // The report counts the bytes the stream carries, as the headers do.
+    uint64_t sent = 0;
+    for (size_t i = 0; i < plan.tensors.size(); ++i) {
+      plan.report.matched[i].bytes = plan.tensors[i].send_bytes;
+      sent += plan.tensors[i].send_bytes;
+    }
+    plan.report.bytes = sent;
   }
   return plan;
 }

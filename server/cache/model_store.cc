@@ -13,15 +13,31 @@ namespace {
 // TODO(issue 4): the GPU tier records under its own "cuda:N" label.
 const Labels kHostTier = {{"tier", "host"}};
 
-// The repository's models; a successful scan's warnings go to on_warning.
-absl::StatusOr<std::vector<ModelEntry>> Scan(const StoreOptions& options) {
+// The repository's models; a successful scan's warnings go to on_warning,
+// with one per version that cannot be served as it is (bad model.pbtxt,
+// no or two checkpoints), so that none fails silently.
+absl::StatusOr<std::vector<ModelEntry>> Scan(const StoreOptions& options,
+                                             std::vector<SkippedEntry>* skipped) {
   std::vector<std::string> warnings;
   absl::StatusOr<std::vector<ModelEntry>> scanned =
-      ScanRepository(options.repository, &warnings, options.model_config_dir);
+      ScanRepository(options.repository, &warnings, options.model_config_dir, skipped);
   if (scanned.ok() && options.on_warning) {
     for (const std::string& warning : warnings) options.on_warning(warning);
+    for (const ModelEntry& model : *scanned) {
+      for (const VersionEntry& version : model.versions) {
+        const absl::Status& error = model.config_error.ok() ? version.error : model.config_error;
+        if (error.ok()) continue;
+        options.on_warning(absl::StrCat("model \"", model.name, "\" version ", version.version,
+                                        " cannot be served: ", error.message()));
+      }
+    }
   }
   return scanned;
+}
+
+std::string NoVersions(absl::string_view model, const std::string& reason) {
+  return absl::StrCat("model \"", model, "\" has no versions", reason.empty() ? "" : ": ",
+                      reason);
 }
 
 }  // namespace
@@ -56,13 +72,15 @@ absl::string_view VersionStateName(VersionState state) {
 }
 
 absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(StoreOptions options) {
-  absl::StatusOr<std::vector<ModelEntry>> scanned = Scan(options);
+  std::vector<SkippedEntry> skipped;
+  absl::StatusOr<std::vector<ModelEntry>> scanned = Scan(options, &skipped);
   if (!scanned.ok()) return scanned.status();
   std::unique_ptr<ModelStore> store(new ModelStore(std::move(options)));
   std::vector<std::string> preload;
   {
     absl::MutexLock lock(&store->mu_);
     store->Install(*std::move(scanned));
+    store->skipped_ = std::move(skipped);
     for (const auto& [name, model] : store->models_) {
       if (store->options_.preload || model.entry.config.preload()) preload.push_back(name);
     }
@@ -142,6 +160,10 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> ModelStore::AcquireSlotLocked(
   const absl::Time start = absl::Now();
   absl::StatusOr<std::shared_ptr<const Snapshot>> loaded =
       Snapshot::Load(name, version, path, select);
+  if (!loaded.ok() && options_.on_load_failure) {
+    options_.on_load_failure(absl::StrCat("model \"", name, "\" version ", version,
+                                          ": load failed: ", loaded.status().message()));
+  }
   if (options_.metrics != nullptr) {
     options_.metrics->Add(metrics::kCacheMisses, kHostTier, 1);
     options_.metrics->Observe(metrics::kLoadSeconds, {{"result", loaded.ok() ? "ok" : "error"}},
@@ -187,7 +209,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> ModelStore::Acquire(absl::string
       result = AcquireSlotLocked((*model)->entry.name, (*model)->entry.config.select(),
                                  it->second, deadline, &changed);
     } else {
-      result = absl::NotFoundError(absl::StrCat("model \"", model_name, "\" has no versions"));
+      result = absl::NotFoundError(NoVersions(model_name, (*model)->entry.no_versions_reason));
       bool first = true;
       // Newest first; a version that fails leaves the next older one serving.
       // Copy what is needed: the map may change while a load runs unlocked.
@@ -245,7 +267,7 @@ absl::StatusOr<ModelStatus> ModelStore::Load(absl::string_view model_name, int64
     absl::StatusOr<const ModelSlot*> model = FindModelLocked(model_name);
     if (!model.ok()) return model.status();
     if ((*model)->versions.empty()) {
-      return absl::NotFoundError(absl::StrCat("model \"", model_name, "\" has no versions"));
+      return absl::NotFoundError(NoVersions(model_name, (*model)->entry.no_versions_reason));
     }
     auto it = version == 0 ? (*model)->versions.begin() : (*model)->versions.find(version);
     if (it == (*model)->versions.end()) {
@@ -297,11 +319,13 @@ absl::Status ModelStore::Unload(absl::string_view model_name, int64_t version) {
 }
 
 absl::StatusOr<std::vector<ModelStatus>> ModelStore::Rescan() {
-  absl::StatusOr<std::vector<ModelEntry>> scanned = Scan(options_);
+  std::vector<SkippedEntry> skipped;
+  absl::StatusOr<std::vector<ModelEntry>> scanned = Scan(options_, &skipped);
   if (!scanned.ok()) return scanned.status();
   {
     absl::MutexLock lock(&mu_);
     Install(*std::move(scanned));
+    skipped_ = std::move(skipped);
   }
   NotifyChanged();
   return List();
@@ -330,6 +354,11 @@ std::vector<ModelStatus> ModelStore::List() const {
   std::vector<ModelStatus> out;
   for (const auto& [name, model] : models_) out.push_back(StatusLocked(model));
   return out;
+}
+
+std::vector<SkippedEntry> ModelStore::Skipped() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return skipped_;
 }
 
 absl::StatusOr<ModelStatus> ModelStore::Status(absl::string_view model_name) const {

@@ -39,10 +39,16 @@ struct StoreOptions {
   // Load the newest version of every model at Open (else only models whose
   // model.pbtxt says `preload: true`).
   bool preload = false;
-  // Told each warning of a repository scan (Open and Rescan): entries skipped
-  // for an invalid name, config-dir files for unknown models. Null: dropped.
-  // Called without the store's lock held.
+  // Told each warning of a repository scan (Open and Rescan): skipped
+  // entries (see ScanRepository), config-dir files for unknown models,
+  // versions that cannot be served (bad model.pbtxt, no checkpoint). Null:
+  // dropped. Called without the store's lock held.
   std::function<void(absl::string_view)> on_warning;
+  // Told each failed load or reload ("model \"m\" version 2: load failed:
+  // FILE: REASON"), whoever asked for it (preload, a request, LoadModel).
+  // Null: dropped. Called without the store's lock held, from the loading
+  // thread.
+  std::function<void(absl::string_view)> on_load_failure;
   // Where cache hits/misses and load times are recorded; null: nowhere.
   // Must outlive the store.
   MetricsRegistry* metrics = nullptr;
@@ -81,6 +87,8 @@ class ModelStore {
   ModelStore& operator=(const ModelStore&) = delete;
 
   std::vector<ModelStatus> List() const;
+  // What the last scan skipped, and why (ScanRepository), in scan order.
+  std::vector<SkippedEntry> Skipped() const;
   absl::StatusOr<ModelStatus> Status(absl::string_view model) const;
   absl::StatusOr<v1::ModelConfig> Config(absl::string_view model) const;
 
@@ -133,6 +141,7 @@ class ModelStore {
   mutable absl::Mutex mu_;
   absl::CondVar loaded_;  // signalled when any load finishes
   std::map<std::string, ModelSlot, std::less<>> models_ ABSL_GUARDED_BY(mu_);
+  std::vector<SkippedEntry> skipped_ ABSL_GUARDED_BY(mu_);
   uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;  // LRU clock
   absl::Mutex listener_mu_;
   std::function<void()> listener_ ABSL_GUARDED_BY(listener_mu_);

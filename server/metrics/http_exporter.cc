@@ -8,25 +8,30 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/util/address.h"
+#include "server/bind_probe.h"
 
 namespace weightd {
 
 absl::StatusOr<std::unique_ptr<HttpExporter>> HttpExporter::Start(const std::string& listen,
                                                                   MetricsRegistry* registry) {
-  const size_t colon = listen.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
-      port < 0 || port > 65535) {
+  absl::StatusOr<HostPort> address = ParseHostPort(listen);
+  if (!address.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--metrics_listen \"", listen, "\" is not HOST:PORT"));
+        absl::StrCat("--metrics_listen ", address.status().message()));
   }
-  std::string host = listen.substr(0, colon);
-  // "[::]:9090" -> "::" (httplib takes the bare address).
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
+  // httplib takes the bare address: "[::]:9090" -> "::".
+  const std::string host = address->host;
+  const int port = address->port;
   std::unique_ptr<HttpExporter> exporter(new HttpExporter());
   exporter->server_ = std::make_unique<httplib::Server>();
+  // httplib's default options set SO_REUSEPORT, so a second weightd would
+  // bind the same metrics port and answer half the scrapes. SO_REUSEADDR
+  // alone still rebinds a port in TIME_WAIT after a restart.
+  exporter->server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<void*>(&yes), sizeof(yes));
+  });
   exporter->server_->Get("/metrics", [registry](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry->Render(), "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -41,7 +46,7 @@ absl::StatusOr<std::unique_ptr<HttpExporter>> HttpExporter::Start(const std::str
     exporter->port_ = -1;
   }
   if (exporter->port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " for metrics"));
+    return absl::UnavailableError(CannotListenMessage(listen, "--metrics_listen"));
   }
   httplib::Server* server = exporter->server_.get();
   auto ended = std::make_shared<std::atomic<bool>>(false);

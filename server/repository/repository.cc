@@ -107,7 +107,10 @@ VersionEntry ScanVersionDir(const fs::path& dir, int64_t version, const std::str
   return entry;
 }
 
-ModelEntry ScanModelDir(const fs::path& dir, const std::string& name, const std::string& root) {
+using SkipFn = std::function<void(std::string path, std::string reason)>;
+
+ModelEntry ScanModelDir(const fs::path& dir, const std::string& name, const std::string& root,
+                        const SkipFn& skip) {
   ModelEntry model;
   model.name = name;
   fs::path config = dir / kConfigFile;
@@ -118,28 +121,59 @@ ModelEntry ScanModelDir(const fs::path& dir, const std::string& name, const std:
           absl::StrCat(name, "/", kConfigFile, ": resolves outside the repository"));
     } else {
       model.config_path = absl::StrCat(name, "/", kConfigFile);
-      absl::StatusOr<v1::ModelConfig> parsed = ParseModelConfig(config.string());
+      absl::StatusOr<v1::ModelConfig> parsed =
+          ParseModelConfig(config.string(), model.config_path);
       if (parsed.ok()) {
         model.config = *std::move(parsed);
       } else {
-        model.config_error = absl::InvalidArgumentError(
-            absl::StrCat(name, "/", kConfigFile, ": ", parsed.status().message()));
+        // A file of the server's own, not the request: FAILED_PRECONDITION
+        // (README, "Server file errors"). The message names the file once.
+        model.config_error = absl::FailedPreconditionError(parsed.status().message());
       }
     }
   }
-  for (const auto& item : fs::directory_iterator(dir, ec)) {
+  std::vector<std::string> skipped_here;
+  auto skip_here = [&](const std::string& entry_name, std::string reason) {
+    skipped_here.push_back(absl::StrCat(name, "/", entry_name, " (", reason, ")"));
+    skip(absl::StrCat(name, "/", entry_name), std::move(reason));
+  };
+  std::vector<fs::directory_entry> items;
+  for (const auto& item : fs::directory_iterator(dir, ec)) items.push_back(item);
+  std::sort(items.begin(), items.end());
+  for (const fs::directory_entry& item : items) {
     std::string entry_name = item.path().filename().string();
+    if (entry_name.empty() || entry_name[0] == '.' || entry_name == kConfigFile) continue;
     int64_t version = 0;
-    // "01" would alias "1"; only canonical decimal numbers are versions.
-    if (!absl::SimpleAtoi(entry_name, &version) || version <= 0 ||
-        absl::StrCat(version) != entry_name || !item.is_directory(ec)) {
+    std::error_code item_ec;
+    const bool is_dir = item.is_directory(item_ec);
+    if (!is_dir) {
+      skip_here(entry_name, IsCheckpointFile(entry_name)
+                                ? absl::StrCat("a checkpoint belongs in a version directory, e.g. ",
+                                               name, "/1/", entry_name)
+                                : "not a version directory");
       continue;
     }
-    if (!InsideRoot(item.path(), root)) continue;
+    // "01" would alias "1"; only canonical decimal numbers are versions.
+    if (!absl::SimpleAtoi(entry_name, &version) || version <= 0 ||
+        absl::StrCat(version) != entry_name) {
+      skip_here(entry_name,
+                "version directories are positive integers without leading zeros (1, 2, ...)");
+      continue;
+    }
+    if (!InsideRoot(item.path(), root)) {
+      skip_here(entry_name, "resolves outside the repository");
+      continue;
+    }
     model.versions.push_back(ScanVersionDir(item.path(), version, root));
   }
   std::sort(model.versions.begin(), model.versions.end(),
             [](const VersionEntry& a, const VersionEntry& b) { return a.version > b.version; });
+  if (model.versions.empty()) {
+    model.no_versions_reason = absl::StrCat(
+        name, "/ has no version directory (", name, "/<N>/<checkpoint>, N = 1, 2, ...)",
+        skipped_here.empty() ? "" : "; skipped ", absl::StrJoin(skipped_here, ", "));
+    skip(name, model.no_versions_reason);
+  }
   return model;
 }
 
@@ -180,7 +214,8 @@ absl::Status ApplyConfigDir(const std::string& config_dir, std::vector<ModelEntr
     it->config_path = path;
     std::error_code file_ec;
     if (!fs::is_regular_file(file, file_ec)) {  // follows the ConfigMap's symlinks
-      it->config_error = absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+      it->config_error =
+          absl::FailedPreconditionError(absl::StrCat(path, ": not a regular file"));
       continue;
     }
     absl::StatusOr<v1::ModelConfig> parsed = ParseModelConfig(path);
@@ -188,7 +223,7 @@ absl::Status ApplyConfigDir(const std::string& config_dir, std::vector<ModelEntr
       it->config = *std::move(parsed);
     } else {
       // ParseModelConfig's message starts with the path.
-      it->config_error = absl::InvalidArgumentError(parsed.status().message());
+      it->config_error = absl::FailedPreconditionError(parsed.status().message());
     }
   }
   return absl::OkStatus();
@@ -209,9 +244,11 @@ absl::Status ValidateModelName(absl::string_view name) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& path) {
+absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& path,
+                                                 absl::string_view shown_path) {
+  if (shown_path.empty()) shown_path = path;
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  if (!in) return absl::NotFoundError(absl::StrCat(shown_path, ": cannot open"));
   std::stringstream text;
   text << in.rdbuf();
   google::protobuf::TextFormat::Parser parser;
@@ -220,14 +257,15 @@ absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& path) {
   v1::ModelConfig config;
   if (!parser.ParseFromString(text.str(), &config)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, ": ", errors.errors().empty() ? "parse error" : absl::StrJoin(errors.errors(), "; ")));
+        shown_path, ": ", errors.errors().empty() ? "parse error" : absl::StrJoin(errors.errors(), "; ")));
   }
   return config;
 }
 
 absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root_in,
                                                        std::vector<std::string>* warnings,
-                                                       const std::string& config_dir) {
+                                                       const std::string& config_dir,
+                                                       std::vector<SkippedEntry>* skipped) {
   std::error_code ec;
   fs::path root_path = fs::canonical(root_in, ec);
   if (ec || !fs::is_directory(root_path, ec)) {
@@ -237,21 +275,28 @@ absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root_i
   auto warn = [&](std::string message) {
     if (warnings != nullptr) warnings->push_back(std::move(message));
   };
+  SkipFn skip = [&](std::string path, std::string reason) {
+    warn(absl::StrCat(path, ": skipped, ", reason));
+    if (skipped != nullptr) skipped->push_back({std::move(path), std::move(reason)});
+  };
   std::vector<ModelEntry> models;
-  for (const auto& item : fs::directory_iterator(root_path, ec)) {
+  std::vector<fs::directory_entry> items;
+  for (const auto& item : fs::directory_iterator(root_path, ec)) items.push_back(item);
+  std::sort(items.begin(), items.end());
+  for (const fs::directory_entry& item : items) {
     std::string entry_name = item.path().filename().string();
     if (entry_name.empty() || entry_name[0] == '.') continue;
     std::error_code item_ec;
     if (item.is_directory(item_ec)) {
       if (!ValidateModelName(entry_name).ok()) {
-        warn(absl::StrCat(entry_name, ": skipped, not a valid model name"));
+        skip(entry_name, "not a valid model name");
         continue;
       }
       if (!InsideRoot(item.path(), root)) {
-        warn(absl::StrCat(entry_name, ": skipped, resolves outside the repository"));
+        skip(entry_name, "resolves outside the repository");
         continue;
       }
-      models.push_back(ScanModelDir(item.path(), entry_name, root));
+      models.push_back(ScanModelDir(item.path(), entry_name, root, skip));
       continue;
     }
     // A bare file: <name>.pt, <name>.pth or <name>.safetensors is version 1.
@@ -261,9 +306,12 @@ absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root_i
         stem = entry_name.substr(0, entry_name.size() - strlen(ext));
       }
     }
-    if (stem.empty()) continue;
+    if (stem.empty()) {
+      skip(entry_name, "neither a model directory nor a .pt, .pth or .safetensors file");
+      continue;
+    }
     if (!ValidateModelName(stem).ok()) {
-      warn(absl::StrCat(entry_name, ": skipped, not a valid model name"));
+      skip(entry_name, "not a valid model name");
       continue;
     }
     ModelEntry model;

@@ -43,14 +43,22 @@ struct VersionEntry {
   absl::Status error;
 };
 
+// A repository entry that is not served, and why; ListModels shows these.
+struct SkippedEntry {
+  std::string path;    // relative to the repository (or a config-dir file)
+  std::string reason;  // "version directories are positive integers (1, 2, ...)"
+};
+
 struct ModelEntry {
   std::string name;
+  // Why `versions` is empty ("no version directory ..."); empty otherwise.
+  std::string no_versions_reason;
   v1::ModelConfig config;
   // The file `config` came from: "<model>/model.pbtxt" (relative to the
   // repository) or "<config_dir>/<model>.pbtxt"; empty: defaults.
   std::string config_path;
-  // Non-OK when the config file does not parse; every version then fails
-  // with it (the message names the file).
+  // FailedPrecondition when the config file does not parse; every version
+  // then fails with it (the message names the file once).
   absl::Status config_error;
   std::vector<VersionEntry> versions;  // newest first
 };
@@ -59,18 +67,25 @@ struct ModelEntry {
 // keeps "..", "/" and hidden entries out. InvalidArgument otherwise.
 absl::Status ValidateModelName(absl::string_view name);
 
-// Parses a model.pbtxt. InvalidArgument names the file, line and column.
-absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& path);
+// Parses a model.pbtxt. InvalidArgument names the file (as `shown_path`,
+// default `path`), line and column.
+absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& path,
+                                                 absl::string_view shown_path = "");
 
 // Scans `root`, and `config_dir` when not empty (see above). NotFound /
 // InvalidArgument when the root or the config directory is not a readable
 // directory; problems with single models, versions or config files are
 // recorded in their entries, so one bad model never hides the others.
-// Entries whose names are invalid are skipped with a warning in `warnings`
-// (may be null). Models are sorted by name.
+// Entries that are not served (invalid names, version directories that are
+// not positive integers, checkpoint files outside a version directory,
+// other files) are skipped: each goes to `skipped` and, as
+// "PATH: skipped, REASON", to `warnings` (either may be null). A model
+// directory without versions stays a model with no_versions_reason set, and
+// is in `skipped` too. Models are sorted by name.
 absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root,
                                                        std::vector<std::string>* warnings,
-                                                       const std::string& config_dir = "");
+                                                       const std::string& config_dir = "",
+                                                       std::vector<SkippedEntry>* skipped = nullptr);
 
 }  // namespace weightd
 

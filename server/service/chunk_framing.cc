@@ -29,12 +29,15 @@ size_t VarintSize(uint64_t value) {
 
 absl::StatusOr<uint32_t> EffectiveChunkBytes(uint32_t chunk_bytes, uint32_t max_receive_bytes) {
   const uint32_t max_message = max_receive_bytes == 0 ? kDefaultMaxMessageBytes : max_receive_bytes;
-  if (max_message < 1024) {
+  if (max_message < kMinChunkBytes + kChunkFramingBytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("max_receive_bytes ", max_receive_bytes, " is below 1024"));
+        absl::StrCat("max_receive_bytes ", max_receive_bytes, " is below ",
+                     kMinChunkBytes + kChunkFramingBytes, " (a chunk of the ", kMinChunkBytes,
+                     "-byte floor and its framing)"));
   }
   const uint32_t limit = max_message - kChunkFramingBytes;
-  const uint32_t wanted = chunk_bytes == 0 ? kDefaultChunkBytes : chunk_bytes;
+  const uint32_t wanted =
+      chunk_bytes == 0 ? kDefaultChunkBytes : std::max(chunk_bytes, kMinChunkBytes);
   return std::min(wanted, limit);
 }
 

@@ -18,9 +18,14 @@ inline constexpr uint32_t kDefaultChunkBytes = 1 << 20;
 inline constexpr uint32_t kDefaultMaxMessageBytes = 4 << 20;
 // Upper bound of a chunk message's bytes besides the data.
 inline constexpr uint32_t kChunkFramingBytes = 32;
+// The smallest data bytes per chunk: a request asking for less is raised to
+// it (chunk_bytes 1 once turned a 9 MiB tensor into 9.4 M messages).
+inline constexpr uint32_t kMinChunkBytes = 64 << 10;
 
-// The data bytes per chunk for a request: chunk_bytes (0: 1 MiB), clamped so
-// a whole chunk message fits max_receive_bytes (0: 4 MiB).
+// The data bytes per chunk for a request: chunk_bytes (0: 1 MiB; below
+// kMinChunkBytes: kMinChunkBytes), clamped so a whole chunk message fits
+// max_receive_bytes (0: 4 MiB). InvalidArgument when max_receive_bytes is
+// set but a kMinChunkBytes chunk message would not fit it.
 absl::StatusOr<uint32_t> EffectiveChunkBytes(uint32_t chunk_bytes, uint32_t max_receive_bytes);
 
 // FetchResponse{chunk: TensorChunk{index, offset, data}} up to (not

@@ -43,6 +43,15 @@ void ToProto(const ModelStatus& status, v1::Model* out) {
   }
 }
 
+void ToProto(const std::vector<SkippedEntry>& skipped,
+             google::protobuf::RepeatedPtrField<v1::SkippedEntry>* out) {
+  for (const SkippedEntry& entry : skipped) {
+    v1::SkippedEntry* e = out->Add();
+    e->set_path(entry.path);
+    e->set_reason(entry.reason);
+  }
+}
+
 void ToProto(const MatchReport& report, int64_t version, v1::MatchReport* out) {
   out->set_version(version);
   for (const MatchedPair& m : report.matched) {
@@ -103,7 +112,19 @@ MatchOptions FromProto(const v1::MatchOptions& options) {
   out.on_shape_mismatch = options.on_shape_mismatch() == v1::SHAPE_POLICY_SKIP
                               ? ShapePolicy::kSkip
                               : ShapePolicy::kError;
-  out.strict = options.strict();
+  switch (options.strictness()) {
+    case v1::STRICTNESS_STRICT:
+      out.strict = true;
+      break;
+    case v1::STRICTNESS_LENIENT:
+      out.strict = false;
+      break;
+    default:
+      // Requests written before `strictness` existed (grpcurl, old clients).
+      out.strict = options.strict();
+      break;
+  }
+  out.allow_empty = options.allow_empty();
   return out;
 }
 

@@ -13,6 +13,8 @@
 namespace weightd {
 
 void ToProto(const ModelStatus& status, v1::Model* out);
+void ToProto(const std::vector<SkippedEntry>& skipped,
+             google::protobuf::RepeatedPtrField<v1::SkippedEntry>* out);
 void ToProto(const MatchReport& report, int64_t version, v1::MatchReport* out);
 
 RuleSet FromProto(const v1::RuleSet& rules);

@@ -76,7 +76,9 @@ absl::Status GetManifest(ModelStore* store, absl::Time deadline,
     info->set_nbytes(tensors[i].second.nbytes());
     HexChecksum((*view)->Checksum(i), info->mutable_checksum());
   }
-  std::string json = (*snapshot)->Metadata(**view).dump();
+  std::string json = (*snapshot)->Metadata(**view).dump(-1, ' ', false,
+                                                        nlohmann::json::error_handler_t::replace);
+  response->set_metadata_json(json);
   google::protobuf::util::JsonParseOptions options;
   auto parsed = google::protobuf::util::JsonStringToMessage(json, response->mutable_metadata(),
                                                             options);
@@ -115,6 +117,7 @@ grpc::ServerUnaryReactor* WeightService::ListModels(grpc::CallbackServerContext*
   grpc::Status allowed = Authorize(options_.authorizer, context, Role::kRead);
   if (!allowed.ok()) return Done(context, allowed);
   for (const ModelStatus& model : store_->List()) ToProto(model, response->add_models());
+  ToProto(store_->Skipped(), response->mutable_skipped());
   return Done(context, absl::OkStatus());
 }
 
@@ -186,6 +189,7 @@ grpc::ServerUnaryReactor* AdminService::Rescan(grpc::CallbackServerContext* cont
     absl::StatusOr<std::vector<ModelStatus>> models = store_->Rescan();
     if (models.ok()) {
       for (const ModelStatus& model : *models) ToProto(model, response->add_models());
+      ToProto(store_->Skipped(), response->mutable_skipped());
     }
     return models.status();
   });

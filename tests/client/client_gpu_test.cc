@@ -29,7 +29,7 @@ TEST_F(ClientGpuTest, Float16IntoCudaFloat32ModuleConvertsOnTheWay) {
   LeNet net;
   net->to(torch::Device(torch::kCUDA, 0));
   LoadOptions options;
-  options.chunk_bytes = 1023;
+  options.chunk_bytes = (64 << 10) + 1;  // odd, above the 64 KiB floor: elements straddle chunks
   absl::StatusOr<LoadReport> report = client_->Load(*net, "lenet_half", options);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(Checksums(*net), ExpectedChecksums("lenet_half_into_float32"));

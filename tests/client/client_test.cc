@@ -115,13 +115,27 @@ TEST_F(ClientTest, DataParallelPrefixIsInferredWithAuto) {
 TEST_F(ClientTest, DataParallelNamesWithoutRuleAreMissingAndUnexpected) {
   LeNet net;
   const auto before = Checksums(*net);
-  absl::StatusOr<LoadReport> report = client_->Load(*net, "lenet_ddp");
-  ASSERT_TRUE(report.ok()) << report.status();
+  LoadReport report;
+  absl::Status status = client_->Load(*net, "lenet_ddp", LoadOptions(), &report);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   // 14: PyTorch's BatchNorm fills num_batches_tracked when no bn.* key came.
-  EXPECT_EQ(report->missing_keys.size(), 14);
-  EXPECT_EQ(report->unexpected_keys.size(), 15);
-  EXPECT_EQ(report->tensors, 0);
+  EXPECT_EQ(report.missing_keys.size(), 14);
+  EXPECT_EQ(report.unexpected_keys.size(), 15);
+  EXPECT_EQ(report.tensors, 0);
   EXPECT_EQ(Checksums(*net), before);
+}
+
+// A load that writes nothing used to "succeed" (lenient by default).
+TEST_F(ClientTest, ALoadThatMatchesNothingFailsEvenWhenNotStrict) {
+  LeNet net;
+  LoadOptions options;
+  options.strict = false;
+  LoadReport report;
+  absl::Status status = client_->Load(*net, "lenet_ddp", options, &report);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(status.message(), HasSubstr("no tensor matched: 0 of 15 target names"));
+  options.allow_empty = true;
+  EXPECT_TRUE(client_->Load(*net, "lenet_ddp", options).ok());
 }
 
 TEST_F(ClientTest, ShapeMismatchSkipKeepsTheNewHeadAndLoadsTheRest) {
@@ -154,11 +168,10 @@ TEST_F(ClientTest, ShapeMismatchErrorFailsAndWritesNothing) {
   EXPECT_EQ(Checksums(*net), before);
 }
 
-TEST_F(ClientTest, StrictFailsWhenKeysAreMissing) {
+TEST_F(ClientTest, IsStrictByDefaultAndFailsWhenKeysAreMissing) {
   LeNet net;
   LoadOptions options;
   options.exclude = {"^bn\\."};
-  options.strict = true;
   absl::Status status = client_->Load(*net, "lenet", options, &*std::make_unique<LoadReport>());
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_THAT(status.message(), HasSubstr("Missing key(s)"));
@@ -168,6 +181,7 @@ TEST_F(ClientTest, NonStrictLoadReportsMissingKeys) {
   LeNet net;
   LoadOptions options;
   options.exclude = {"^bn\\."};
+  options.strict = false;
   absl::StatusOr<LoadReport> report = client_->Load(*net, "lenet", options);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_THAT(report->missing_keys,
@@ -185,7 +199,7 @@ TEST_F(ClientTest, Float16CheckpointConvertsIntoFloat32Module) {
 TEST_F(ClientTest, Float16ConvertsAcrossChunksThatSplitElements) {
   LeNet net;
   LoadOptions options;
-  options.chunk_bytes = 1023;  // odd: elements straddle chunks
+  options.chunk_bytes = (64 << 10) + 1;  // odd, above the floor: elements straddle chunks
   absl::StatusOr<LoadReport> report = client_->Load(*net, "lenet_half", options);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(Checksums(*net), ExpectedChecksums("lenet_half_into_float32"));

@@ -103,8 +103,16 @@ def main():
     # What examples/trainer loads: a training checkpoint of the tutorial's
     # LeNet (no BatchNorm), as examples/make_repository.py writes it.
     os.makedirs(os.path.join(repo, "classifier", "1"))
-    torch.save({"epoch": 1, "model_state_dict": TutorialLeNet().state_dict(), "loss": 0.5},
+    # Metadata keys out of alphabetical order and integral floats, which a
+    # google.protobuf.Struct would reorder and print as integers.
+    torch.save({"epoch": 1, "model_state_dict": TutorialLeNet().state_dict(), "loss": 0.5,
+                "zeta": 5.0, "best_epoch": 3, "optimizer": "sgd", "momentum": 0.0,
+                "schedule": {"warmup": 2, "lr": 1.0, "decay": [0.5, 0.25]}, "alpha": -2.0},
                os.path.join(repo, "classifier", "1", "checkpoint.pt"))
+
+    # Not servable: `weightctl list` says so instead of dropping it silently.
+    with open(os.path.join(repo, "notes.txt"), "w") as f:
+        f.write("not a checkpoint\n")
 
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)

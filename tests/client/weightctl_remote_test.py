@@ -114,6 +114,63 @@ class RemoteTest(unittest.TestCase):
         want = self.source("lenet")
         self.assertEqual(list(got.keys()), [k for k in want if not k.startswith("bn.")])
 
+    def test_manifest_metadata_keeps_the_checkpoint_order_and_floats(self):
+        # A google.protobuf.Struct is a map: three calls gave three key
+        # orders, and 5.0 came back as 5.
+        path = os.path.join(DATA, "repo", "classifier", "1", "checkpoint.pt")
+        local = subprocess.run([WEIGHTCTL, "inspect", path, "--json"], capture_output=True,
+                               text=True, timeout=120, check=True).stdout
+        want = json.loads(local)["metadata"]
+        want_text = json.dumps(want)
+        self.assertEqual(list(want), ["epoch", "loss", "zeta", "best_epoch", "optimizer",
+                                      "momentum", "schedule", "alpha"])
+        for _ in range(3):
+            got = json.loads(self.ctl("manifest", "classifier", "--json").stdout)["metadata"]
+            self.assertEqual(json.dumps(got), want_text)
+        raw = self.ctl("manifest", "classifier", "--json").stdout
+        self.assertIn('"zeta":5.0', raw.replace(" ", ""))
+        self.assertIn('"best_epoch":3,', raw.replace(" ", ""))
+        self.assertIn('"lr":1.0', raw.replace(" ", ""))
+        text = self.ctl("manifest", "classifier").stdout
+        self.assertIn('"zeta":5.0', text.replace(" ", ""))
+
+    def test_list_says_what_the_server_skipped(self):
+        table = self.ctl("list").stdout
+        self.assertIn("skipped (", table)
+        self.assertIn("notes.txt: neither a model directory nor a .pt, .pth or .safetensors file",
+                      table)
+
+    def test_remote_match_says_why_nothing_matched(self):
+        target = os.path.join(self.tmp.name, "lenet_target.pt")
+        torch.save(self.source("lenet"), target)
+        r = self.ctl("match", "lenet_ddp", "--target", target, "--no-strict", code=1)
+        self.assertIn("no tensor matched: 0 of", r.stdout)
+        self.assertNotIn("load would succeed", r.stdout)
+        self.ctl("match", "lenet_ddp", "--target", target, "--no-strict", "--allow-empty")
+        self.ctl("match", "lenet_ddp", "--target", target, "--auto")
+
+    def test_target_errors_name_the_file_once_and_the_right_flag(self):
+        target = os.path.join(self.tmp.name, "nostate.pt")
+        torch.save({"epoch": 1, "weights": {"w": torch.zeros(2)}}, target)
+        r = self.ctl("match", "lenet", "--target", target, code=1)
+        line = r.stderr.strip().splitlines()[-1]
+        self.assertEqual(line.count(target), 1, line)
+        self.assertIn("--target-select", line)
+        self.assertNotIn("--select", line.replace("--target-select", ""))
+
+    def test_server_without_a_valid_port_is_a_usage_error(self):
+        # "--server 127.0.0.1" used to dial port 0, ":99999" port 34463.
+        for server in ["127.0.0.1", "127.0.0.1:99999", "127.0.0.1:65536", "[::1]",
+                       "dns:///localhost"]:
+            r = subprocess.run([WEIGHTCTL, "list", "--server", server], capture_output=True,
+                               text=True, timeout=120)
+            self.assertEqual(r.returncode, 2, (server, r.stderr))
+            self.assertIn("is not HOST:PORT", r.stderr)
+        # unix: targets pass through unchanged: no such socket, a connection error.
+        r = subprocess.run([WEIGHTCTL, "list", "--server", "unix:/nonexistent/weightd.sock"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 1, r.stderr)
+
     def test_remote_match_reports_like_local_match(self):
         target = os.path.join(self.tmp.name, "head100.pt")
         torch.save(torch.load(os.path.join(DATA, "repo", "lenet_head100.pt")), target)

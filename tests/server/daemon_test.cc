@@ -9,10 +9,20 @@
 #include <string>
 #include <vector>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/server_test_util.h"
 
@@ -26,11 +36,14 @@ using grpc::health::v1::HealthCheckResponse;
 // leaves it running.
 class Daemon {
  public:
-  explicit Daemon(std::vector<std::string> args) {
+  // `stderr_path`: a file that receives the process's stderr; empty: the
+  // test's stderr.
+  explicit Daemon(std::vector<std::string> args, const std::string& stderr_path = "") {
     int out[2];
     if (pipe(out) != 0) return;
     pid_ = fork();
     if (pid_ == 0) {
+      if (!stderr_path.empty()) freopen(stderr_path.c_str(), "w", stderr);
       dup2(out[1], 1);
       close(out[0]);
       std::vector<char*> argv;
@@ -123,6 +136,188 @@ int ExitStatusOfBadStart(const std::vector<std::string>& flags) {
   int status = 0;
   if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
   return WEXITSTATUS(status);
+}
+
+// Runs weightd with `flags` to its exit; *err receives its stderr. The exit
+// status, -1 if it did not exit normally.
+int RunToExit(const std::vector<std::string>& flags, std::string* err) {
+  const std::string path =
+      absl::StrCat(::testing::TempDir(), "/weightd-stderr-", getpid(), "-", rand(), ".txt");
+  int code = -1;
+  {
+    Daemon daemon(flags, path);
+    std::optional<int> status = daemon.WaitForExit(absl::Seconds(60));
+    if (status && WIFEXITED(*status)) code = WEXITSTATUS(*status);
+  }
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  *err = text.str();
+  unlink(path.c_str());
+  return code;
+}
+
+// The last non-empty line of `text`.
+std::string LastLine(const std::string& text) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+  return lines.empty() ? "" : lines.back();
+}
+
+// A port that was free a moment ago (bound to 0, then closed).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// gRPC sets SO_REUSEPORT by default, so a second weightd on a taken port
+// used to print "listening on" and serve beside the first.
+TEST(Daemon, ASecondDaemonOnATakenPortExitsSayingTheAddressIsInUse) {
+  const int metrics_port = FreePort();
+  ASSERT_GT(metrics_port, 0);
+  Daemon first({"--repository", TestDataDir() + "/repo", "--listen", "127.0.0.1:0",
+                "--health_listen", "127.0.0.1:0", "--metrics_listen",
+                absl::StrCat("127.0.0.1:", metrics_port), "--minloglevel", "2"});
+  const std::string listening = first.ReadLine();
+  ASSERT_TRUE(absl::StartsWith(listening, "listening on 127.0.0.1:")) << listening;
+  const std::string health = first.ReadLine();
+  ASSERT_TRUE(absl::StartsWith(health, "health on 127.0.0.1:")) << health;
+  const std::string taken = AddressOf(listening);
+  const std::string health_taken = AddressOf(health);
+  const std::string metrics_taken = absl::StrCat("127.0.0.1:", metrics_port);
+
+  std::string err;
+  EXPECT_EQ(RunToExit({"--repository", TestDataDir() + "/repo", "--listen", taken}, &err), 1)
+      << err;
+  EXPECT_EQ(LastLine(err), absl::StrCat("weightd: cannot listen on ", taken,
+                                        ": address already in use"))
+      << err;
+
+  EXPECT_EQ(RunToExit({"--repository", TestDataDir() + "/repo", "--listen", "127.0.0.1:0",
+                       "--health_listen", health_taken},
+                      &err),
+            1)
+      << err;
+  EXPECT_EQ(LastLine(err), absl::StrCat("weightd: cannot listen on ", health_taken,
+                                        " (--health_listen): address already in use"))
+      << err;
+
+  // cpp-httplib sets SO_REUSEPORT by default too.
+  EXPECT_EQ(RunToExit({"--repository", TestDataDir() + "/repo", "--listen", "127.0.0.1:0",
+                       "--metrics_listen", metrics_taken},
+                      &err),
+            1)
+      << err;
+  EXPECT_EQ(LastLine(err), absl::StrCat("weightd: cannot listen on ", metrics_taken,
+                                        " (--metrics_listen): address already in use"))
+      << err;
+}
+
+// gRPC truncated "127.0.0.1:99999" to port 34463 and took ":65536" as a
+// random port.
+TEST(Daemon, RefusesPortsOutOfRangeAndMissingPortsAsUsageErrors) {
+  const std::string repo = TestDataDir() + "/repo";
+  for (const std::string flag : {"--listen", "--health_listen", "--metrics_listen"}) {
+    for (const std::string address :
+         {"127.0.0.1:99999", "127.0.0.1:65536", "127.0.0.1", "127.0.0.1:", "[::1]:70000"}) {
+      std::vector<std::string> flags = {"--repository", repo, flag, address};
+      if (flag != "--listen") flags.insert(flags.end(), {"--listen", "127.0.0.1:0"});
+      std::string err;
+      EXPECT_EQ(RunToExit(flags, &err), 2) << flag << " " << address << ": " << err;
+      EXPECT_TRUE(absl::StartsWith(LastLine(err), absl::StrCat("weightd: ", flag, ": \"",
+                                                               address, "\" is not HOST:PORT")))
+          << err;
+    }
+  }
+}
+
+// Writes `text` to `root`/`path`, creating directories.
+void WriteRepoFile(const std::string& root, const std::string& path, const std::string& text) {
+  const std::filesystem::path file = std::filesystem::path(root) / path;
+  std::filesystem::create_directories(file.parent_path());
+  std::ofstream(file) << text;
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// A repository of broken models used to log only "serving ..." and
+// "stopped": failed loads, skipped entries and bad configs went unsaid, and
+// `list`/`manifest` showed nothing for nover/model.pt or zero/0/model.pt.
+TEST(Daemon, LogsFailedLoadsAndSkippedEntriesAndListsWhy) {
+  const std::string repo = absl::StrCat(::testing::TempDir(), "/broken-repo-", getpid());
+  std::filesystem::remove_all(repo);
+  WriteRepoFile(repo, "broken/1/model.pt", "this is not a checkpoint");
+  WriteRepoFile(repo, "nover/model.pt", "misplaced");
+  WriteRepoFile(repo, "zero/0/model.pt", "version 0 does not exist");
+  WriteRepoFile(repo, "badcfg/model.pbtxt", "select: \"x\"\nno_such_field: 1\n");
+  WriteRepoFile(repo, "badcfg/1/model.pt", "never read");
+  const std::string err_path = repo + "-stderr.txt";
+  Daemon daemon({"--repository", repo, "--listen", "127.0.0.1:0", "--preload", "--logtostderr",
+                 "--drain_seconds", "1"},
+                err_path);
+  const std::string listening = daemon.ReadLine();
+  ASSERT_TRUE(absl::StartsWith(listening, "listening on ")) << listening;
+
+  std::unique_ptr<v1::WeightService::Stub> stub = v1::WeightService::NewStub(
+      grpc::CreateChannel(AddressOf(listening), grpc::InsecureChannelCredentials()));
+  {
+    grpc::ClientContext context;
+    v1::ListModelsResponse models;
+    ASSERT_TRUE(stub->ListModels(&context, v1::ListModelsRequest(), &models).ok());
+    std::map<std::string, std::string> skipped;
+    for (const v1::SkippedEntry& e : models.skipped()) skipped[e.path()] = e.reason();
+    EXPECT_THAT(skipped["nover/model.pt"], ::testing::HasSubstr("nover/1/model.pt"));
+    EXPECT_THAT(skipped["zero/0"], ::testing::HasSubstr("positive integer"));
+    EXPECT_THAT(skipped["nover"], ::testing::HasSubstr("no version directory"));
+    EXPECT_THAT(skipped["zero"], ::testing::HasSubstr("no version directory"));
+  }
+  {
+    grpc::ClientContext context;
+    v1::GetManifestRequest request;
+    request.set_model("zero");
+    v1::GetManifestResponse manifest;
+    grpc::Status status = stub->GetManifest(&context, request, &manifest);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(status.error_message(), ::testing::HasSubstr("zero/0 (version directories are"));
+  }
+  {
+    // The server's own file: FAILED_PRECONDITION, the path said once.
+    grpc::ClientContext context;
+    v1::GetManifestRequest request;
+    request.set_model("badcfg");
+    v1::GetManifestResponse manifest;
+    grpc::Status status = stub->GetManifest(&context, request, &manifest);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
+    EXPECT_EQ(Count(status.error_message(), "model.pbtxt"), 1u) << status.error_message();
+    EXPECT_THAT(status.error_message(), ::testing::HasSubstr("line 2"));
+  }
+
+  kill(daemon.pid(), SIGTERM);
+  ASSERT_TRUE(daemon.WaitForExit(absl::Seconds(60)).has_value());
+  std::ifstream in(err_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string err = text.str();
+  EXPECT_THAT(err, ::testing::HasSubstr("model \"broken\" version 1: load failed: "));
+  EXPECT_THAT(err, ::testing::HasSubstr("broken/1/model.pt"));
+  EXPECT_THAT(err, ::testing::HasSubstr("nover/model.pt: skipped, "));
+  EXPECT_THAT(err, ::testing::HasSubstr("zero/0: skipped, "));
+  EXPECT_THAT(err, ::testing::HasSubstr("model \"badcfg\" version 1 cannot be served: "));
+  std::filesystem::remove_all(repo);
+  unlink(err_path.c_str());
 }
 
 TEST(Daemon, FailsWithoutARepository) {

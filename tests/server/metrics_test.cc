@@ -3,6 +3,7 @@
 #include <thread>
 #include <httplib.h>
 
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/metrics/registry.h"
@@ -144,8 +145,14 @@ TEST_F(MetricsTest, ErrorsAreCountedByMethodAndCode) {
             grpc::StatusCode::NOT_FOUND);
   const std::string series =
       "{method=\"/weightd.v1.WeightService/GetManifest\",code=\"NOT_FOUND\"}";
-  const std::string text = Scrape();
-  EXPECT_EQ(Sample(text, "weightd_requests_total" + series), 1);
+  // The interceptor counts once the status is sent, which may be after the
+  // client has it: scrape until the sample shows (it failed half the runs).
+  std::string text = Scrape();
+  for (int i = 0; i < 100 && Sample(text, "weightd_requests_total" + series) < 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+    text = Scrape();
+  }
+  EXPECT_EQ(Sample(text, "weightd_requests_total" + series), 1) << text;
   EXPECT_EQ(Sample(text, "weightd_request_errors_total" + series), 1);
 }
 
@@ -154,8 +161,11 @@ TEST_F(MetricsTest, AnOpenStreamIsCountedAsActive) {
   grpc::ClientContext context;
   v1::FetchRequest request;
   request.set_model("big");
-  request.set_chunk_bytes(16 << 10);
-  auto reader = stub_->Fetch(&context, request);
+  request.set_chunk_bytes(64 << 10);
+  // A 64 KiB window keeps the stream open while the test does not read (a
+  // widened one took all 4 MiB, and the stream ended before the scrape).
+  std::unique_ptr<v1::WeightService::Stub> narrow = NarrowWindowStub(server_->port());
+  auto reader = narrow->Fetch(&context, request);
   v1::FetchResponse response;
   ASSERT_TRUE(reader->Read(&response));
   // The interceptor records the stream on its own thread; the first message

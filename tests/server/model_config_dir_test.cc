@@ -82,7 +82,7 @@ TEST_F(ConfigDirTest, ABadFileIsTheModelsErrorNamingTheFile) {
   absl::StatusOr<std::vector<ModelEntry>> models = ScanRepository(repo_, nullptr, dir_);
   ASSERT_TRUE(models.ok()) << models.status();
   const ModelEntry& m = Find(*models, "m");
-  EXPECT_EQ(m.config_error.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.config_error.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(m.config_error.message(), HasSubstr(dir_ + "/m.pbtxt"));
   EXPECT_THAT(m.config_error.message(), HasSubstr("line 2"));
   EXPECT_TRUE(Find(*models, "bare").config_error.ok()) << "other models are unaffected";

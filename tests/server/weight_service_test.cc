@@ -10,6 +10,7 @@ namespace weightd::testing {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 const v1::Model* FindModel(const v1::ListModelsResponse& list, const std::string& name) {
@@ -108,11 +109,63 @@ TEST_F(WeightServiceTest, MatchReportsWhatTheEngineFinds) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(report.version(), 1);
   EXPECT_EQ(report.matched_size(), Expected()["ddp"].size() - 1);
-  EXPECT_THAT(report.missing_keys(), ElementsAre("double", "extra"));
+  // "double" is skipped: it keeps its initial value and is not missing.
+  EXPECT_THAT(report.missing_keys(), ElementsAre("extra"));
   EXPECT_THAT(report.unexpected_keys(), IsEmpty());
   ASSERT_EQ(report.mismatched_size(), 1);
   EXPECT_EQ(report.mismatched(0).key(), "double");
   EXPECT_THAT(report.mismatched(0).source_shape(), ElementsAre(2, 2));
+  EXPECT_TRUE(report.ok()) << "no strictness and strict=false: the legacy lenient request";
+}
+
+// A request with one missing key under each spelling of the options.
+v1::MatchReport MatchLenetMissingOneKey(v1::WeightService::Stub* stub,
+                                        const v1::MatchOptions& options) {
+  grpc::ClientContext context;
+  v1::MatchRequest request;
+  request.set_model("lenet");
+  for (const v1::TargetTensor& t : TargetOf("lenet")) *request.add_target() = t;
+  request.add_target()->set_name("extra");
+  *request.mutable_options() = options;
+  v1::MatchReport report;
+  grpc::Status status = stub->Match(&context, request, &report);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return report;
+}
+
+TEST_F(WeightServiceTest, StrictnessDecidesAndUnspecifiedFallsBackToTheLegacyBool) {
+  v1::MatchOptions options;
+  options.set_strictness(v1::STRICTNESS_STRICT);
+  v1::MatchReport strict = MatchLenetMissingOneKey(stub_.get(), options);
+  EXPECT_FALSE(strict.ok());
+  EXPECT_THAT(strict.errors(), ElementsAre(R"(Missing key(s) in state_dict: "extra".)"));
+
+  options.set_strictness(v1::STRICTNESS_LENIENT);
+  options.set_strict(true);  // ignored: strictness says
+  EXPECT_TRUE(MatchLenetMissingOneKey(stub_.get(), options).ok());
+
+  options.set_strictness(v1::STRICTNESS_UNSPECIFIED);
+  EXPECT_FALSE(MatchLenetMissingOneKey(stub_.get(), options).ok());
+  options.set_strict(false);
+  EXPECT_TRUE(MatchLenetMissingOneKey(stub_.get(), options).ok());
+}
+
+TEST_F(WeightServiceTest, AMatchOfNoTensorFailsUnlessAllowEmpty) {
+  grpc::ClientContext context;
+  v1::MatchRequest request;
+  request.set_model("ddp");  // names start with "module."
+  for (const v1::TargetTensor& t : TargetOf("lenet")) *request.add_target() = t;
+  request.mutable_options()->set_strictness(v1::STRICTNESS_LENIENT);
+  v1::MatchReport report;
+  ASSERT_TRUE(stub_->Match(&context, request, &report).ok());
+  EXPECT_FALSE(report.ok());
+  EXPECT_THAT(report.errors(),
+              ElementsAre(HasSubstr(absl::StrCat("no tensor matched: 0 of ",
+                                                 Expected()["lenet"].size(),
+                                                 " target names found in the checkpoint"))));
+  grpc::ClientContext again;
+  request.mutable_options()->set_allow_empty(true);
+  ASSERT_TRUE(stub_->Match(&again, request, &report).ok());
   EXPECT_TRUE(report.ok());
 }
 
@@ -193,6 +246,47 @@ TEST_F(WeightServiceTest, FetchCastsOnTheServerAsTensorToDoes) {
       }
     }
   }
+}
+
+// chunk_bytes 1 turned one 9 MiB tensor into 9.4 M messages.
+TEST_F(WeightServiceTest, ChunksBelowTheFloorAreRaisedTo64KiB) {
+  v1::FetchRequest request;
+  request.set_model("big");
+  request.set_chunk_bytes(1);
+  int chunks = 0;
+  uint64_t largest = 0;
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::FetchResponse>> reader =
+      stub_->Fetch(&context, request);
+  v1::FetchResponse response;
+  uint64_t bytes = 0;
+  while (reader->Read(&response)) {
+    if (!response.has_chunk()) continue;
+    ++chunks;
+    largest = std::max<uint64_t>(largest, response.chunk().data().size());
+    bytes += response.chunk().data().size();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(largest, 64u << 10);
+  EXPECT_LE(chunks, static_cast<int>(bytes / (64 << 10)) + Expected()["big"].size());
+}
+
+TEST_F(WeightServiceTest, ACastFetchReportsTheBytesItSends) {
+  v1::FetchRequest request;
+  request.set_model("lenet");
+  for (const v1::TargetTensor& t : TargetOf("lenet")) {
+    if (t.dtype() == "float32") *request.add_target() = t;
+  }
+  request.set_cast_dtype("bfloat16");
+  FetchResult result = FetchAll(stub_.get(), request);
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  uint64_t sent = 0;
+  for (const FetchedTensor& t : result.tensors) sent += t.header.nbytes();
+  EXPECT_EQ(result.report.bytes(), sent);
+  uint64_t matched = 0;
+  for (const v1::MatchedTensor& m : result.report.matched()) matched += m.nbytes();
+  EXPECT_EQ(matched, sent);
+  EXPECT_GT(sent, 0u);
 }
 
 TEST_F(WeightServiceTest, UnknownModelVersionAndKeyAreNotFound) {

@@ -4,9 +4,13 @@ Usage: match_differential_test.py WEIGHTCTL
 
 For each case, real PyTorch builds the source and target models, saves both
 state dicts with torch.save, applies the same renames in Python and calls
-load_state_dict (after the shape filter where the case skips mismatches).
+load_state_dict, strict=True unless the case says otherwise (PyTorch's
+default, and weightctl's). Where the case skips mismatches, the skipped keys
+keep the target's initial values, as in the tutorials' recipe
+(model_dict.update(filtered); model.load_state_dict(model_dict)).
 weightctl's missing_keys, unexpected_keys, mismatched keys and exit code must
-be exactly PyTorch's.
+be exactly PyTorch's, with one rule of weightd's own: a match that pairs no
+tensor fails unless --allow-empty.
 """
 import json
 import os
@@ -39,7 +43,7 @@ def _recording_load(self, state_dict, prefix, local_metadata, strict, missing_ke
 nn.Module._load_from_state_dict = _recording_load
 
 
-def torch_load(model, state_dict, strict=False):
+def torch_load(model, state_dict, strict=True):
     """(missing, unexpected, mismatched keys, succeeded) as PyTorch reports them."""
     _captured.clear()
     try:
@@ -52,9 +56,11 @@ def torch_load(model, state_dict, strict=False):
 
 
 def skip_mismatched(state_dict, model):
-    """The "keep keys whose shapes match" recipe: drop sources whose target has another shape."""
+    """The "keep keys whose shapes match" recipe: sources whose target has another shape are
+    replaced by the target's own value (model_dict.update(filtered)), so they load unchanged."""
     target = model.state_dict()
-    return {k: v for k, v in state_dict.items() if k not in target or v.shape == target[k].shape}
+    return {k: v if k not in target or v.shape == target[k].shape else target[k]
+            for k, v in state_dict.items()}
 
 
 def resnet18(**kwargs):
@@ -102,25 +108,35 @@ class DifferentialTest(unittest.TestCase):
         return json.loads(proc.stdout), proc.returncode
 
     def check(self, source_sd, target_model, flags, rename=lambda k: k, skip=False,
-              strict=False):
+              strict=True, allow_empty=False):
         """Runs both sides and compares; returns weightctl's report."""
         source = self.save(self.id().split(".")[-1] + "_source", source_sd)
         target = self.save(self.id().split(".")[-1] + "_target", target_model.state_dict())
         renamed = {rename(k): v for k, v in source_sd.items()}
+        target_sd = target_model.state_dict()
         mismatched_expected = []
         if skip:
-            filtered = skip_mismatched(renamed, target_model)
-            mismatched_expected = [k for k in target_model.state_dict()
-                                   if k in renamed and k not in filtered]
-            renamed = filtered
-        missing, unexpected, mismatched, ok = torch_load(target_model, renamed, strict=strict)
+            mismatched_expected = [k for k in target_sd
+                                   if k in renamed and renamed[k].shape != target_sd[k].shape]
+            loadable = skip_mismatched(renamed, target_model)
+        else:
+            loadable = renamed
+        missing, unexpected, mismatched, ok = torch_load(target_model, loadable, strict=strict)
         if skip:
             mismatched = mismatched_expected
+        loaded = [k for k in target_sd if k in renamed and k not in mismatched]
+        if not loaded and not allow_empty:
+            ok = False  # weightd's own rule: a load that writes nothing fails
 
         if skip:
             flags = [*flags, "--on-mismatch", "skip"]
-        if strict:
+        # Strict is the default; say so explicitly in some cases only.
+        if not strict:
+            flags = [*flags, "--no-strict"]
+        elif len(flags) % 2:
             flags = [*flags, "--strict"]
+        if allow_empty:
+            flags = [*flags, "--allow-empty"]
         report, code = self.weightctl(source, target, *flags)
         self.assertEqual(report["missing_keys"], missing)
         self.assertEqual(report["unexpected_keys"], unexpected)
@@ -128,8 +144,6 @@ class DifferentialTest(unittest.TestCase):
         self.assertEqual(code, 0 if ok else 1)
 
         # Matched pairs: every target key loaded, with the source's bytes.
-        target_sd = target_model.state_dict()
-        loaded = [k for k in target_sd if k in renamed and k not in mismatched]
         self.assertEqual([m["target"] for m in report["matched"]], loaded)
         by_target = {rename(k): v for k, v in source_sd.items()}
         self.assertEqual(report["bytes"],
@@ -143,8 +157,8 @@ class DifferentialTest(unittest.TestCase):
         report = self.check(resnet18().state_dict(), resnet18(), [])
         self.assertEqual(report["missing_keys"], [])
 
-    def test_same_architecture_strict(self):
-        self.check(resnet18().state_dict(), resnet18(), [], strict=True)
+    def test_same_architecture_lenient(self):
+        self.check(resnet18().state_dict(), resnet18(), [], strict=False)
 
     def test_half_precision_checkpoint_is_converted(self):
         sd = {k: v.half() if v.is_floating_point() else v for k, v in resnet18().state_dict().items()}
@@ -158,12 +172,14 @@ class DifferentialTest(unittest.TestCase):
                           "target_shape": [10, 512]})
 
     def test_1000_classes_into_10_class_head_skipping_mismatches(self):
+        # Succeeds under strict=True: the new head keeps its initial values.
         report = self.check(resnet18().state_dict(), resnet18(num_classes=10), [], skip=True)
-        self.assertEqual(report["missing_keys"], ["fc.weight", "fc.bias"])
+        self.assertEqual(report["missing_keys"], [])
+        self.assertEqual([m["key"] for m in report["mismatched"]], ["fc.weight", "fc.bias"])
 
-    def test_1000_classes_into_10_class_head_skipping_mismatches_strict(self):
+    def test_1000_classes_into_10_class_head_skipping_mismatches_lenient(self):
         self.check(resnet18().state_dict(), resnet18(num_classes=10), [], skip=True,
-                   strict=True)
+                   strict=False)
 
     def test_exclude_drops_the_head_before_matching(self):
         sd = resnet18().state_dict()
@@ -171,8 +187,8 @@ class DifferentialTest(unittest.TestCase):
         source = self.save("exclude_source", sd)
         target_model = resnet18(num_classes=10)
         target = self.save("exclude_target", target_model.state_dict())
-        missing, unexpected, mismatched, ok = torch_load(target_model, kept)
-        report, code = self.weightctl(source, target, "--exclude", r"^fc\.")
+        missing, unexpected, mismatched, ok = torch_load(target_model, kept, strict=False)
+        report, code = self.weightctl(source, target, "--exclude", r"^fc\.", "--no-strict")
         self.assertEqual(report["missing_keys"], missing)
         self.assertEqual(report["unexpected_keys"], unexpected)
         self.assertEqual(report["mismatched"], [])
@@ -190,6 +206,23 @@ class DifferentialTest(unittest.TestCase):
         sd = nn.DataParallel(resnet18()).state_dict()
         report = self.check(sd, resnet18(), [])
         self.assertEqual(report["matched"], [])
+
+    def test_dataparallel_checkpoint_without_rules_lenient_fails_for_matching_nothing(self):
+        # PyTorch's strict=False loads nothing and says nothing; weightd fails.
+        sd = nn.DataParallel(resnet18()).state_dict()
+        self.check(sd, resnet18(), [], strict=False)
+        source = self.save("nothing_source", sd)
+        target = self.save("nothing_target", resnet18().state_dict())
+        proc = subprocess.run([WEIGHTCTL, "match", source, target, "--no-strict"],
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("no tensor matched: 0 of 122 target names found in the checkpoint",
+                      proc.stdout)
+        self.assertNotIn("load would succeed", proc.stdout)
+
+    def test_dataparallel_checkpoint_without_rules_lenient_allow_empty(self):
+        sd = nn.DataParallel(resnet18()).state_dict()
+        self.check(sd, resnet18(), [], strict=False, allow_empty=True)
 
     def test_dataparallel_checkpoint_with_auto(self):
         sd = nn.DataParallel(resnet18()).state_dict()
@@ -231,6 +264,7 @@ class DifferentialTest(unittest.TestCase):
         target = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 5))
         self.check(source.state_dict(), target, [])
         self.check(source.state_dict(), target, [], skip=True)
+        self.check(source.state_dict(), target, [], skip=True, strict=False)
 
 
 if __name__ == "__main__":
