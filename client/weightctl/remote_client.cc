@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/weightctl/commands.h"
+#include "client/weightctl/grpc_diagnosis.h"
 
 namespace weightd::cli {
 namespace {
@@ -53,6 +54,7 @@ absl::StatusOr<std::unique_ptr<ClientCore>> MakeClient(const ParsedArgs& args) {
   }
   // Empty: the client library takes WEIGHTD_TOKEN from the environment.
   options.token = args.Get("token").value_or("");
+  CaptureGrpcLog();
   return std::make_unique<ClientCore>(options);
 }
 
@@ -94,11 +96,7 @@ absl::StatusOr<int64_t> VersionFlag(const ParsedArgs& args) {
 std::string Failure(const absl::Status& status, const ClientOptions& options) {
   const std::string& server = options.target;
   if (absl::IsUnavailable(status)) {
-    // A TLS server answers a plaintext client with a bare connection error.
-    return absl::StrCat("server ", server, " unavailable: ", status.message(),
-                        options.tls_ca.empty() && options.tls_cert.empty()
-                            ? " (connected in plaintext; a TLS server needs --tls_ca)"
-                            : "");
+    return absl::StrCat("server ", server, " unavailable: ", DescribeUnavailable(status, options));
   }
   // Name the code: "unknown bearer token" alone does not say which side
   // (--token, WEIGHTD_TOKEN, the server's tokens file) to look at.
