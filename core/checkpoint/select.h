@@ -16,6 +16,10 @@ namespace weightd {
 inline constexpr const char* kAutoSelectKeys[] = {"state_dict", "model_state_dict", "model",
                                                   "module"};
 
+// The path that selects the root itself, nested dicts included: tensors
+// below nested dicts get dotted names ({"a": {"w": t}} gives "a.w").
+inline constexpr absl::string_view kRootSelectPath = ".";
+
 struct Selection {
   std::string path;  // the path used ("" = the root)
   StateDict tensors;
@@ -25,7 +29,9 @@ struct Selection {
 // for list items; a dict key containing dots is matched whole). Tensors nested
 // below the selected node are named with dotted paths. With an empty `path`
 // the root is taken if all its values are tensors, else the first of
-// kAutoSelectKeys present. NotFound names the missing part and what exists.
+// kAutoSelectKeys present; a root that is a nested dict of tensors, or a bare
+// tensor, is NotFound with a message saying so and what to do (a nested dict:
+// select kRootSelectPath). NotFound names the missing part and what exists.
 absl::StatusOr<Selection> SelectStateDict(const Checkpoint& checkpoint, absl::string_view path);
 
 // Non-tensor leaves of the tree outside the subtree at `selected_path`
