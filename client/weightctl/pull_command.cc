@@ -125,7 +125,9 @@ class FileReceiver : public TensorReceiver {
 
 int RunPull(const ParsedArgs& args) {
   const std::string output = args.Get("output").value_or("");
-  if (output.empty()) return Fail("usage: weightctl pull MODEL -o FILE (see weightctl pull --help)", 2);
+  if (output.empty()) {
+    return Fail("usage: weightctl pull MODEL -o FILE (see weightctl pull --help)", 2);
+  }
   absl::StatusOr<int64_t> version = VersionFlag(args);
   if (!version.ok()) return Fail(version.status().message(), 2);
   absl::StatusOr<RuleSet> rules = RulesFromFlags(args);
@@ -149,7 +151,9 @@ int RunPull(const ParsedArgs& args) {
   // The output's format and directory are checked before anything moves.
   absl::StatusOr<std::unique_ptr<CheckpointStreamWriter>> writer =
       CreateWriterRemovedOnSignal(output);
-  if (!writer.ok()) return Fail(writer.status().message(), absl::IsInvalidArgument(writer.status()) ? 2 : 1);
+  if (!writer.ok()) {
+    return Fail(writer.status().message(), absl::IsInvalidArgument(writer.status()) ? 2 : 1);
+  }
 
   int code = 0;
   std::unique_ptr<ClientCore> client = MakeClientOrFail(args, &code);

@@ -55,7 +55,8 @@ bool IsNestedStateDict(const Value& node, const std::string& prefix, std::string
                        bool* nested) {
   if (!node.is(Value::Kind::kDict) || node.entries().empty()) return false;
   for (const auto& [key, value] : node.entries()) {
-    const std::string name = prefix.empty() ? KeyName(*key) : absl::StrCat(prefix, ".", KeyName(*key));
+    const std::string name =
+        prefix.empty() ? KeyName(*key) : absl::StrCat(prefix, ".", KeyName(*key));
     if (value->is(Value::Kind::kTensor)) {
       if (first->empty()) *first = name;
     } else if (IsNestedStateDict(*value, name, first, nested)) {

@@ -323,7 +323,8 @@ TEST(MatchJsonTest, HasExactlyTheDocumentedFields) {
   nlohmann::ordered_json json = MatchReportToJson(r);
   std::vector<std::string> keys;
   for (const auto& item : json.items()) keys.push_back(item.key());
-  EXPECT_THAT(keys, ElementsAre("ok", "errors", "matched", "missing_keys", "unexpected_keys", "mismatched",
+  EXPECT_THAT(keys, ElementsAre("ok", "errors", "matched", "missing_keys", "unexpected_keys",
+                                "mismatched",
                                 "inferred_rules", "bytes"));
   EXPECT_EQ(json["matched"][0].dump(),
             R"({"source":"module.conv.weight","target":"conv.weight","shape":[8,3,3,3],)"
@@ -340,7 +341,8 @@ TEST(MatchJsonTest, HasExactlyTheDocumentedFields) {
 
 TEST(MatchJsonTest, EmptyListsAreArrays) {
   nlohmann::ordered_json json = MatchReportToJson(MatchReport{});
-  EXPECT_EQ(json.dump(), R"({"ok":true,"errors":[],"matched":[],"missing_keys":[],"unexpected_keys":[],"mismatched":[],)"
+  EXPECT_EQ(json.dump(), R"({"ok":true,"errors":[],"matched":[],"missing_keys":[],)"
+                         R"("unexpected_keys":[],"mismatched":[],)"
                          R"("inferred_rules":[],"bytes":0})");
 }
 
