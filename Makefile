@@ -23,8 +23,9 @@ $(REPOSITORY)/.complete: examples/make_repository.py examples/lenet.py
 	/usr/bin/python3 examples/make_repository.py $(REPOSITORY)
 
 # Starts the daemon on the example repository (written by real PyTorch on
-# first use); Ctrl-C drains and stops it.
-serve: build $(REPOSITORY)/.complete
+# first use); Ctrl-C drains and stops it. Builds only what it serves.
+serve: deps $(BUILD)/build.ninja $(REPOSITORY)/.complete
+	cmake --build $(BUILD) -j $(JOBS) --target weightd weightctl
 	$(BUILD)/server/weightd --repository $(REPOSITORY) --listen $(LISTEN) --logtostderr
 
 # Both lanes: Debian 12 (LibTorch/PyTorch 1.13, this machine) and Debian 13

@@ -40,8 +40,9 @@ class FetchIntoMap : public client_internal::TensorSink {
     return absl::OkStatus();
   }
 
-  void Write(absl::string_view data, uint64_t offset) override {
+  absl::Status Write(absl::string_view data, uint64_t offset) override {
     std::memcpy(static_cast<char*>(current_.data_ptr()) + offset, data.data(), data.size());
+    return absl::OkStatus();
   }
 
   absl::Status End() override {

@@ -201,12 +201,27 @@ class RenamingSink : public client_internal::FetchSink {
 
   absl::Status OnReport(const v1::MatchReport& report) override {
     total_ = 0;
+    std::vector<TensorDescriptor> plan;
+    plan.reserve(report.matched_size());
     for (const v1::MatchedTensor& m : report.matched()) {
       uint64_t numel = 1;
       for (int64_t d : m.shape()) numel *= static_cast<uint64_t>(d);
       total_ += spec_.dtype ? numel * DTypeSize(*spec_.dtype) : m.nbytes();
+      TensorDescriptor& t = plan.emplace_back();
+      t.name = m.target();
+      if (rules_ != nullptr) {
+        WEIGHTD_ASSIGN_OR_RETURN(t.name, rules_->Apply(m.target()));
+      }
+      absl::StatusOr<DType> dtype = ParseDType(m.target_dtype());
+      if (!dtype.ok()) {
+        return absl::DataLossError(absl::StrCat("Fetch report: tensor ", m.target(),
+                                                " has an unknown dtype \"", m.target_dtype(),
+                                                "\""));
+      }
+      t.dtype = spec_.dtype.value_or(*dtype);
+      t.shape.assign(m.shape().begin(), m.shape().end());
     }
-    return absl::OkStatus();
+    return out_->Plan(std::move(plan));
   }
 
   absl::Status OnHeader(const v1::TensorHeader& header, DType dtype) override {
@@ -224,7 +239,7 @@ class RenamingSink : public client_internal::FetchSink {
   }
 
   absl::Status OnChunk(absl::string_view data, uint64_t offset) override {
-    out_->Write(data, offset);
+    WEIGHTD_RETURN_IF_ERROR(out_->Write(data, offset));
     done_ += data.size();
     if (spec_.progress) spec_.progress(done_, total_);
     return absl::OkStatus();
@@ -264,8 +279,9 @@ class HostSink : public TensorSink {
     return absl::OkStatus();
   }
 
-  void Write(absl::string_view data, uint64_t offset) override {
+  absl::Status Write(absl::string_view data, uint64_t offset) override {
     std::memcpy(bytes_.get() + offset, data.data(), data.size());
+    return absl::OkStatus();
   }
 
   absl::Status End() override {
@@ -318,7 +334,7 @@ absl::Status ClientCore::FetchInto(const std::string& model, const FetchSpec& sp
     for (const ManifestTensor& t : manifest.tensors) {
       if (rules.Selects(t.name)) request.add_keys(t.name);
     }
-    if (request.keys().empty()) return absl::OkStatus();
+    if (request.keys().empty()) return sink->Plan({});
   } else if (!spec.keys.empty()) {
     for (const std::string& key : spec.keys) {
       if (!rules.Selects(key)) {
@@ -334,6 +350,50 @@ absl::Status ClientCore::FetchInto(const std::string& model, const FetchSpec& sp
   const bool rename = !spec.rules.rules.empty();
   RenamingSink renaming(spec, rename ? &rules : nullptr, sink);
   return RunFetch(impl_->stub.get(), options_, request, &renaming);
+}
+
+namespace {
+
+// FetchTo's sink: checks that each tensor is the one the report announced
+// and hands it on to the receiver.
+class ReceivingSink : public TensorSink {
+ public:
+  explicit ReceivingSink(TensorReceiver* receiver) : receiver_(receiver) {}
+
+  absl::Status Plan(std::vector<TensorDescriptor> tensors) override {
+    plan_ = tensors;
+    return receiver_->Plan(std::move(tensors));
+  }
+
+  absl::Status Begin(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                     uint64_t) override {
+    if (next_ >= plan_.size() || plan_[next_].name != name || plan_[next_].dtype != dtype ||
+        plan_[next_].shape != shape) {
+      return absl::DataLossError(absl::StrCat("Fetch stream broken at tensor ", name,
+                                              ": not the tensor its report announced"));
+    }
+    return receiver_->Begin(next_);
+  }
+
+  absl::Status Write(absl::string_view data, uint64_t) override { return receiver_->Write(data); }
+
+  absl::Status End() override {
+    ++next_;
+    return receiver_->End();
+  }
+
+ private:
+  TensorReceiver* receiver_;
+  std::vector<TensorDescriptor> plan_;
+  size_t next_ = 0;
+};
+
+}  // namespace
+
+absl::Status ClientCore::FetchTo(const std::string& model, const FetchSpec& spec,
+                                 TensorReceiver* receiver) {
+  ReceivingSink sink(receiver);
+  return FetchInto(model, spec, &sink);
 }
 
 absl::StatusOr<StateDict> ClientCore::FetchHost(const std::string& model, const FetchSpec& spec) {

@@ -24,10 +24,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "core/checkpoint/checkpoint.h"
 #include "core/checkpoint/dtype.h"
+#include "core/checkpoint/tensor.h"
 #include "core/match/match.h"
 #include "core/match/rules.h"
 
@@ -151,6 +153,23 @@ namespace client_internal {
 class TensorSink;
 }  // namespace client_internal
 
+// Receives the tensors of ClientCore::FetchTo as they arrive, on the calling
+// thread, so that they can go somewhere (a file) without being gathered.
+class TensorReceiver {
+ public:
+  virtual ~TensorReceiver() = default;
+  // Once, before any tensor byte: every tensor the stream will carry, in
+  // stream order, named by the rules, with the dtype as sent. Empty when the
+  // include/exclude patterns leave nothing (then nothing else is called).
+  virtual absl::Status Plan(std::vector<TensorDescriptor> tensors) = 0;
+  // Tensor `index` of the plan begins (indexes in order).
+  virtual absl::Status Begin(size_t index) = 0;
+  // The current tensor's next bytes (row-major, consecutive).
+  virtual absl::Status Write(absl::string_view data) = 0;
+  // All of the current tensor's bytes arrived and their checksum matched.
+  virtual absl::Status End() = 0;
+};
+
 class ClientCore {
  public:
   // Creates the channel; connects lazily on the first call.
@@ -177,6 +196,11 @@ class ClientCore {
   // contiguous in a buffer of its own (checksums verified). The result owns
   // its memory and can go straight to WriteCheckpoint.
   absl::StatusOr<StateDict> FetchHost(const std::string& model, const FetchSpec& spec = {});
+
+  // The same fetch, handed to `receiver` as it arrives: no tensor is held
+  // in memory here. A stream whose tensors differ from its report is
+  // DataLoss; a receiver's error ends the stream with that error.
+  absl::Status FetchTo(const std::string& model, const FetchSpec& spec, TensorReceiver* receiver);
 
  protected:
   struct Impl;  // client/client_impl.h

@@ -36,11 +36,14 @@ class FetchSink {
 class TensorSink {
  public:
   virtual ~TensorSink() = default;
+  // Before any tensor: what the stream will carry, from its report (names
+  // renamed, dtypes as sent); empty when include/exclude leave nothing.
+  virtual absl::Status Plan(std::vector<TensorDescriptor> tensors) { return absl::OkStatus(); }
   // A tensor begins; `nbytes` fits `shape` and `dtype`.
   virtual absl::Status Begin(const std::string& name, DType dtype, std::vector<int64_t> shape,
                              uint64_t nbytes) = 0;
   // The next bytes of the current tensor, at `offset` (consecutive, in range).
-  virtual void Write(absl::string_view data, uint64_t offset) = 0;
+  virtual absl::Status Write(absl::string_view data, uint64_t offset) = 0;
   // All bytes arrived and their checksum matched.
   virtual absl::Status End() = 0;
 };

@@ -1,9 +1,15 @@
 // weightd: serves PyTorch checkpoints from a model repository over gRPC.
 #include <signal.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
+#include <string>
+#include <thread>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -31,7 +37,8 @@ DEFINE_int32(load_threads, 8, "Threads that load checkpoints and run the GetMani
                               "work waiting on a load, so gRPC's own threads (health checks "
                               "included) never block on a file; distinct models load in "
                               "parallel up to this many");
-DEFINE_double(drain_seconds, 10, "On SIGTERM/SIGINT: seconds RPCs in flight get to finish");
+DEFINE_double(drain_seconds, 10, "On SIGTERM/SIGINT: seconds RPCs in flight get to finish; a "
+                                 "second SIGTERM/SIGINT during the drain stops at once (exit 1)");
 
 DEFINE_string(tls_cert, "", "PEM server certificate (chain); with --tls_key the port speaks TLS "
                             "only");
@@ -42,7 +49,9 @@ DEFINE_string(auth_tokens_file, "",
               "Bearer tokens, one \"TOKEN ROLE\" per line (ROLE read or admin, # comments); "
               "re-read on SIGHUP. WeightService needs read, AdminService admin; health and "
               "reflection stay open. Empty: no token check");
-DEFINE_string(metrics_listen, "", "HOST:PORT for Prometheus metrics at GET /metrics; empty: off");
+DEFINE_string(metrics_listen, "",
+              "HOST:PORT for Prometheus metrics at GET /metrics; port 0 picks one. With it, a "
+              "stdout line (after the health one) says \"metrics on HOST:PORT\". Empty: off");
 DEFINE_string(health_listen, "",
               "HOST:PORT of a plaintext port serving grpc.health.v1.Health only (no auth), for "
               "probes that cannot speak TLS such as the kubelet's gRPC probes. Same health state "
@@ -104,10 +113,83 @@ void PrintHelp() {
   std::cout << "\nLogging (glog): --logtostderr, --v=N, --log_dir=DIR; --helpfull lists all.\n";
 }
 
+int UsageError(const std::string& message) {
+  std::cerr << "weightd: " << message << " (see --help)\n";
+  return 2;
+}
+
+// gflags exits 1 on an unknown flag or a bad value, and leaves arguments
+// that are not flags in argv unnoticed. Checked here first, so that every
+// usage error exits 2. Empty: the command line is fine.
+std::string CheckCommandLine(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") {
+      if (i + 1 < argc) return absl::StrCat("unexpected argument \"", argv[i + 1], "\"");
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      return absl::StrCat("unexpected argument \"", arg, "\"; weightd takes flags only");
+    }
+    std::string name = arg.substr(arg[1] == '-' ? 2 : 1);
+    std::optional<std::string> value;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    }
+    gflags::CommandLineFlagInfo info;
+    if (!gflags::GetCommandLineFlagInfo(name.c_str(), &info)) {
+      if (absl::StartsWith(name, "no") && !value &&
+          gflags::GetCommandLineFlagInfo(name.substr(2).c_str(), &info) && info.type == "bool") {
+        continue;
+      }
+      return absl::StrCat("unknown flag --", name);
+    }
+    if (info.type == "bool" && !value) continue;
+    if (!value) {
+      if (i + 1 >= argc) return absl::StrCat("flag --", name, " needs a value");
+      value = argv[++i];
+    }
+    // gflags reads "-1" as 2^64-1 for unsigned flags.
+    if (absl::StartsWith(info.type, "uint") && absl::StartsWith(*value, "-")) {
+      return absl::StrCat("--", name, " must not be negative, not ", *value);
+    }
+    if (gflags::SetCommandLineOption(name.c_str(), value->c_str()).empty()) {
+      return absl::StrCat("bad value for --", name, " (", info.type, "): \"", *value, "\"");
+    }
+  }
+  return "";
+}
+
+// Ranges gflags cannot express. Empty: all fine.
+std::string CheckFlagValues() {
+  if (FLAGS_repository.empty()) return "--repository is required";
+  if (FLAGS_load_threads < 1 || FLAGS_load_threads > 1024) {
+    return absl::StrCat("--load_threads must be between 1 and 1024, not ", FLAGS_load_threads);
+  }
+  if (!std::isfinite(FLAGS_drain_seconds) || FLAGS_drain_seconds < 0) {
+    return absl::StrCat("--drain_seconds must be 0 or more, not ", FLAGS_drain_seconds);
+  }
+  if (FLAGS_max_request_bytes < 1) {
+    return absl::StrCat("--max_request_bytes must be positive, not ", FLAGS_max_request_bytes);
+  }
+  for (const auto& [name, value] :
+       {std::pair<const char*, int>{"max_concurrent_streams", FLAGS_max_concurrent_streams},
+        {"min_client_ping_interval_ms", FLAGS_min_client_ping_interval_ms},
+        {"keepalive_time_ms", FLAGS_keepalive_time_ms}}) {
+    if (value < 0) return absl::StrCat("--", name, " must not be negative, not ", value);
+  }
+  return "";
+}
+
+// The host part of a HOST:PORT flag, for the "... on HOST:PORT" lines.
+std::string HostOf(const std::string& listen) { return listen.substr(0, listen.rfind(':')); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(kUsage);
+  if (std::string error = CheckCommandLine(argc, argv); !error.empty()) return UsageError(error);
   gflags::ParseCommandLineNonHelpFlags(&argc, &argv, true);
   if (FLAGS_help || FLAGS_helpshort) {
     PrintHelp();
@@ -116,15 +198,7 @@ int main(int argc, char** argv) {
   gflags::HandleCommandLineHelpFlags();
   FLAGS_logtostderr = FLAGS_logtostderr || FLAGS_log_dir.empty();
   google::InitGoogleLogging(argv[0]);
-  if (FLAGS_repository.empty()) {
-    std::cerr << "weightd: --repository is required (see --help)\n";
-    return 2;
-  }
-  if (FLAGS_load_threads < 1 || FLAGS_load_threads > 1024) {
-    std::cerr << "weightd: --load_threads must be between 1 and 1024, not " << FLAGS_load_threads
-              << "\n";
-    return 2;
-  }
+  if (std::string error = CheckFlagValues(); !error.empty()) return UsageError(error);
 
   // gRPC would truncate a port past 65535 to 16 bits and dial or bind port 0
   // for a missing one; refuse both before anything starts.
@@ -184,20 +258,23 @@ int main(int argc, char** argv) {
   const std::string address =
       absl::StartsWith(FLAGS_listen, "unix:")
           ? FLAGS_listen
-          : absl::StrCat(FLAGS_listen.substr(0, FLAGS_listen.rfind(':')), ":", (*server)->port());
+          : absl::StrCat(HostOf(FLAGS_listen), ":", (*server)->port());
   std::printf("listening on %s\n", address.c_str());
   std::fflush(stdout);
   LOG(INFO) << "serving " << FLAGS_repository << " on " << address;
 
   if ((*server)->health_port() != 0) {
     // Second stdout line, for scripts that pass port 0.
-    const std::string health_host = FLAGS_health_listen.substr(0, FLAGS_health_listen.rfind(':'));
-    std::printf("health on %s:%d\n", health_host.c_str(), (*server)->health_port());
+    std::printf("health on %s:%d\n", HostOf(FLAGS_health_listen).c_str(),
+                (*server)->health_port());
     std::fflush(stdout);
     LOG(INFO) << "health on " << FLAGS_health_listen << " (port " << (*server)->health_port()
               << ", plaintext)";
   }
   if ((*server)->metrics_port() != 0) {
+    std::printf("metrics on %s:%d\n", HostOf(FLAGS_metrics_listen).c_str(),
+                (*server)->metrics_port());
+    std::fflush(stdout);
     LOG(INFO) << "metrics on " << FLAGS_metrics_listen << " (port " << (*server)->metrics_port()
               << ")";
   }
@@ -206,6 +283,10 @@ int main(int argc, char** argv) {
   // tokens here, SIGTERM/SIGINT end the loop.
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    if (FLAGS_auth_tokens_file.empty()) {
+      LOG(INFO) << "SIGHUP: no --auth_tokens_file, nothing to reload";
+      continue;
+    }
     absl::Status reloaded = (*server)->ReloadTokens();
     if (reloaded.ok()) {
       LOG(INFO) << "SIGHUP: reloaded " << FLAGS_auth_tokens_file;
@@ -213,7 +294,17 @@ int main(int argc, char** argv) {
       LOG(ERROR) << "SIGHUP: " << reloaded << "; the previous tokens stay in force";
     }
   }
-  LOG(INFO) << "signal " << signal_number << ": draining for " << FLAGS_drain_seconds << "s";
+  LOG(INFO) << "signal " << signal_number << ": draining for " << FLAGS_drain_seconds
+            << "s (send it again to stop at once)";
+  // An operator who signals again does not want to wait for the drain.
+  std::thread([signals] {
+    int again = 0;
+    while (sigwait(&signals, &again) == 0 && again == SIGHUP) {
+    }
+    LOG(WARNING) << "signal " << again << " during the drain: stopping now";
+    google::FlushLogFiles(google::GLOG_INFO);
+    std::_Exit(1);
+  }).detach();
   (*server)->Shutdown(absl::Seconds(FLAGS_drain_seconds));
   server->reset();
   LOG(INFO) << "stopped";

@@ -37,7 +37,12 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
   ParsedArgs out;
   bool flags_done = false;
   for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
+    std::string arg = args[i];
+    if (!flags_done && arg.size() == 2 && arg[0] == '-' && arg[1] != '-') {
+      for (const FlagSpec& s : specs) {
+        if (s.short_name == arg[1]) arg = "--" + s.name;
+      }
+    }
     if (flags_done || !absl::StartsWith(arg, "--") || arg.size() == 2) {
       if (arg == "--" && !flags_done) {
         flags_done = true;
@@ -69,6 +74,13 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
     out.flags.emplace_back(name, value.value_or(""));
   }
   return out;
+}
+
+bool IsGlobalFlag(absl::string_view name) {
+  for (const char* global : {"server", "json", "quiet", "tls_ca", "tls_cert", "tls_key", "token"}) {
+    if (name == global) return true;
+  }
+  return false;
 }
 
 std::string HumanBytes(double bytes) {

@@ -18,6 +18,8 @@ struct FlagSpec {
   std::string name;  // without dashes: "select"
   bool takes_value = false;
   std::string help;  // "PATH  select a state dict inside the checkpoint"
+  // A one-letter alias, given as "-o VALUE"; 0: none.
+  char short_name = 0;
 };
 
 struct ParsedArgs {
@@ -30,7 +32,8 @@ struct ParsedArgs {
   std::vector<std::string> GetAll(absl::string_view name) const;
 };
 
-// Parses `args` ("--name value", "--name=value", "--" ends flags). Unknown
+// Parses `args` ("--name value", "--name=value", "-o value" for a flag with
+// a short name, "--" ends flags), in any order with the positionals. Unknown
 // flags and missing values are InvalidArgument.
 absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
                                      const std::vector<FlagSpec>& specs);
@@ -47,6 +50,10 @@ struct Command {
   size_t max_positional = 0;
   int (*run)(const ParsedArgs& args) = nullptr;
 };
+
+// The flags that may also come before the command name ("weightctl
+// --server H:P list"): --server, --json, --quiet and the credential flags.
+bool IsGlobalFlag(absl::string_view name);
 
 // "512 B", "1.5 MiB": sizes for people (tables, progress bars).
 std::string HumanBytes(double bytes);

@@ -12,6 +12,8 @@ namespace {
 int RunConvert(const ParsedArgs& args) {
   const std::string& in = args.positional[0];
   const std::string& out = args.positional[1];
+  // Before reading IN, and with the message and exit code pull gives.
+  if (absl::Status format = CheckOutputFormat(out); !format.ok()) return Fail(format.message(), 2);
   absl::StatusOr<Checkpoint> checkpoint = ReadCheckpoint(in);
   if (!checkpoint.ok()) return Fail(checkpoint.status().message());
   absl::StatusOr<Selection> selection =
@@ -32,10 +34,10 @@ int RunConvert(const ParsedArgs& args) {
 Command ConvertCommand() {
   Command c;
   c.name = "convert";
-  c.usage = "convert IN OUT [--select PATH]";
+  c.usage = "convert IN OUT [--select PATH] [--quiet]";
   c.summary =
       "Writes the selected state dict of IN to OUT; the format follows OUT's extension "
-      "(.safetensors, .pt/.pth: torch.save zip format).";
+      "(.safetensors, or .pt/.pth/.bin: torch.save zip format).";
   c.flags = {
       {"select", true, "PATH  state dict to write (default: automatic)"},
       {"quiet", false, "prints nothing on success"},

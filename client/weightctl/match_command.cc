@@ -65,7 +65,9 @@ Command MatchCommand() {
       {"select", true, "PATH  state dict inside SOURCE or MODEL (default: automatic)"},
       {"target-select", true, "PATH  state dict inside TARGET (default: automatic)"},
       {"target", true, "FILE  the target state dict, when matching a served MODEL"},
-      {"server", true, "HOST:PORT  the weightd server for MODEL (default localhost:50051)"},
+      {"server", true,
+       "HOST:PORT  the weightd server for MODEL (default: $WEIGHTD_TARGET, else "
+       "localhost:50051)"},
       {"version", true, "N  version of MODEL (default: newest)"},
   };
 #ifdef WEIGHTD_WEIGHTCTL_REMOTE

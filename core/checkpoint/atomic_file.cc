@@ -46,6 +46,22 @@ absl::Status AtomicFile::Write(absl::Span<const uint8_t> bytes) {
   return absl::OkStatus();
 }
 
+absl::Status AtomicFile::WriteAt(uint64_t offset, absl::Span<const uint8_t> bytes) {
+  const uint8_t* p = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t n = ::pwrite(fd_, p, left, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(path_, "write failed", errno);
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status AtomicFile::Commit() {
   if (fsync(fd_) != 0) return ErrnoStatus(path_, "fsync failed", errno);
   if (close(fd_) != 0) {

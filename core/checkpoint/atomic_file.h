@@ -22,7 +22,12 @@ class AtomicFile {
 
   absl::Status Write(absl::Span<const uint8_t> bytes);
   absl::Status Write(absl::string_view bytes);
+  // Writes at `offset` (pwrite), leaving offset() alone: for headers patched
+  // after their data, and for data laid out out of arrival order.
+  absl::Status WriteAt(uint64_t offset, absl::Span<const uint8_t> bytes);
   uint64_t offset() const { return offset_; }
+  // The temporary file's name, for a signal handler that must remove it.
+  const std::string& temp_path() const { return tmp_path_; }
   // Flushes, fsyncs and renames onto the destination.
   absl::Status Commit();
 

@@ -125,6 +125,32 @@ std::string DescribeCandidates(const Value& root) {
   return absl::StrCat("candidates for --select: ", absl::StrJoin(found, ", "));
 }
 
+// A dict whose leaves are all tensors, some below nested dicts
+// ({"layer1": {"weight": t}}); `*first` receives the first leaf's dotted name.
+bool IsNestedStateDict(const Value& node, const std::string& prefix, std::string* first,
+                       bool* nested) {
+  if (!node.is(Value::Kind::kDict) || node.entries().empty()) return false;
+  for (const auto& [key, value] : node.entries()) {
+    const std::string name =
+        prefix.empty() ? KeyName(*key) : absl::StrCat(prefix, ".", KeyName(*key));
+    if (value->is(Value::Kind::kTensor)) {
+      if (first->empty()) *first = name;
+    } else if (IsNestedStateDict(*value, name, first, nested)) {
+      *nested = true;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool HasAutoSelectKey(const Value& root) {
+  for (const char* key : kAutoSelectKeys) {
+    if (root.Find(key) != nullptr) return true;
+  }
+  return false;
+}
+
 std::string DescribeKeys(const Value& node) {
   std::vector<std::string> keys;
   for (const auto& [key, value] : node.entries()) {
@@ -337,7 +363,15 @@ absl::StatusOr<Selection> SelectStateDict(const Checkpoint& checkpoint, absl::st
   const Value& root = *checkpoint.root;
   Selection selection;
   const Value* node = nullptr;
-  if (!path.empty()) {
+  std::string first_leaf;
+  bool nested = false;
+  if (path == kRootSelectPath) {
+    if (!IsContainer(root)) {
+      return absl::NotFoundError(absl::StrCat(checkpoint.path, ": select \".\": the root is a ",
+                                              root.KindName(), ", not a dict of tensors"));
+    }
+    node = &root;
+  } else if (!path.empty()) {
     absl::StatusOr<const Value*> found = Walk(root, path);
     if (!found.ok()) {
       return absl::NotFoundError(
@@ -354,6 +388,11 @@ absl::StatusOr<Selection> SelectStateDict(const Checkpoint& checkpoint, absl::st
     }
   } else if (IsStateDict(root) || IsModule(root)) {
     node = &root;
+  } else if (IsNestedStateDict(root, "", &first_leaf, &nested) && nested &&
+             !HasAutoSelectKey(root)) {
+    return absl::NotFoundError(absl::StrCat(
+        checkpoint.path, ": the root is a nested dict of tensors (", first_leaf,
+        "...), not a flat state dict; --select . takes it with dotted names"));
   } else if (root.is(Value::Kind::kDict)) {
     for (const char* key : kAutoSelectKeys) {
       const Value* candidate = root.Find(key);
@@ -369,6 +408,12 @@ absl::StatusOr<Selection> SelectStateDict(const Checkpoint& checkpoint, absl::st
           DescribeKeys(root), " and none of state_dict, model_state_dict, model, module; "
           "choose one with --select; ", DescribeCandidates(root)));
     }
+  } else if (root.is(Value::Kind::kTensor)) {
+    return absl::NotFoundError(absl::StrCat(
+        checkpoint.path, ": the root is a single tensor (", DTypeName(root.tensor().dtype), " ",
+        ShapeToString(root.tensor().shape),
+        "), not a state dict; save a dict of tensors instead, e.g. torch.save({\"weight\": t}, "
+        "path)"));
   } else {
     return absl::NotFoundError(absl::StrCat(
         checkpoint.path, ": the root is a ",

@@ -18,6 +18,10 @@ namespace weightd {
 inline constexpr const char* kAutoSelectKeys[] = {"state_dict", "model_state_dict", "model",
                                                   "module"};
 
+// The path that selects the root itself, nested dicts included: tensors
+// below nested dicts get dotted names ({"a": {"w": t}} gives "a.w").
+inline constexpr absl::string_view kRootSelectPath = ".";
+
 struct Selection {
   std::string path;  // the path used ("" = the root)
   StateDict tensors;
@@ -33,7 +37,9 @@ struct Selection {
 // yields what its default nn.Module.state_dict() would (module_tree.h), named
 // relative to it. With an empty `path` the root is taken if it is a module or
 // all its values are tensors, else the first of kAutoSelectKeys present that
-// is a dict or a module. NotFound names the missing part and what exists;
+// is a dict or a module; a root that is a nested dict of tensors, or a bare
+// tensor, is NotFound with a message saying so and what to do (a nested dict:
+// select kRootSelectPath). NotFound names the missing part and what exists;
 // when no state dict is found it lists the candidate paths (modules, dicts of
 // tensors) for --select.
 absl::StatusOr<Selection> SelectStateDict(const Checkpoint& checkpoint, absl::string_view path);

@@ -52,6 +52,14 @@ struct TensorRecord {
   uint64_t Checksum() const;
 };
 
+// A tensor's name, dtype and shape without its bytes: what a writer needs to
+// lay out a file before the bytes arrive (CheckpointStreamWriter).
+struct TensorDescriptor {
+  std::string name;
+  DType dtype = DType::kFloat32;
+  std::vector<int64_t> shape;
+};
+
 // Row-major strides for `shape`.
 std::vector<int64_t> ContiguousStrides(absl::Span<const int64_t> shape);
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/format/safetensors/safetensors.h"
 #include "core/format/torch/torch_file.h"
+#include "core/util/status_macros.h"
 
 namespace weightd {
 namespace {
@@ -41,15 +42,19 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path) {
   return ReadTorchFile(path);
 }
 
+absl::Status CheckOutputFormat(const std::string& path) {
+  for (const char* extension : {".safetensors", ".pt", ".pth", ".bin"}) {
+    if (absl::EndsWith(path, extension)) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, ": unknown output format; use .safetensors, or .pt, .pth or .bin (torch.save zip)"));
+}
+
 absl::Status WriteCheckpoint(const std::string& path, const StateDict& tensors,
                              const std::vector<std::pair<std::string, std::string>>& metadata) {
+  WEIGHTD_RETURN_IF_ERROR(CheckOutputFormat(path));
   if (absl::EndsWith(path, ".safetensors")) return WriteSafetensors(path, tensors, metadata);
-  if (absl::EndsWith(path, ".pt") || absl::EndsWith(path, ".pth") ||
-      absl::EndsWith(path, ".bin")) {
-    return WriteTorchZip(path, tensors);
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat(path, ": unknown output format; use .safetensors, .pt or .pth"));
+  return WriteTorchZip(path, tensors);
 }
 
 }  // namespace weightd

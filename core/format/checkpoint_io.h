@@ -17,8 +17,13 @@ namespace weightd {
 // legacy torch.save pickle stream. Tensors are views into an mmap of the file.
 absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path);
 
-// Writes `tensors` to `path`: ".safetensors" or ".pt"/".pth"/".bin"
-// (torch.save zip format). Atomic: `path` is replaced only on success.
+// OK when WriteCheckpoint can write `path`'s format: ".safetensors", or
+// ".pt"/".pth"/".bin" (torch.save zip format). Else InvalidArgument naming
+// `path` and every extension accepted.
+absl::Status CheckOutputFormat(const std::string& path);
+
+// Writes `tensors` to `path` in the format CheckOutputFormat accepts.
+// Atomic: `path` is replaced only on success.
 absl::Status WriteCheckpoint(const std::string& path, const StateDict& tensors,
                              const std::vector<std::pair<std::string, std::string>>& metadata = {});
 

@@ -282,9 +282,15 @@ absl::StatusOr<MatchReport> Match(absl::Span<const TensorEntry> source,
 
 nlohmann::ordered_json MatchReportToJson(const MatchReport& report) {
   nlohmann::ordered_json out;
+  out["ok"] = report.ok();
+  out["errors"] = report.errors;
   out["matched"] = nlohmann::ordered_json::array();
   for (const MatchedPair& m : report.matched) {
-    out["matched"].push_back({{"source", m.source}, {"target", m.target}, {"shape", m.shape}});
+    out["matched"].push_back({{"source", m.source},
+                              {"target", m.target},
+                              {"shape", m.shape},
+                              {"source_dtype", std::string(DTypeName(m.source_dtype))},
+                              {"target_dtype", std::string(DTypeName(m.target_dtype))}});
   }
   out["missing_keys"] = report.missing_keys;
   out["unexpected_keys"] = report.unexpected_keys;

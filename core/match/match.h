@@ -117,7 +117,9 @@ absl::StatusOr<MatchReport> Match(absl::Span<const TensorEntry> source,
                                   const MatchOptions& options);
 
 // The report as `weightctl match --json` prints it:
-// {"matched": [{"source", "target", "shape"}], "missing_keys", "unexpected_keys",
+// {"ok": the load would succeed, "errors": why not (as the text report),
+//  "matched": [{"source", "target", "shape", "source_dtype", "target_dtype"}],
+//  "missing_keys", "unexpected_keys",
 //  "mismatched": [{"key", "source_shape", "target_shape"}], "inferred_rules"
 //  (textual form), "bytes"}. Names are not checked for UTF-8: dump with
 // error_handler_t::replace, as nlohmann throws on invalid UTF-8 otherwise.

@@ -181,6 +181,56 @@ class RemoteTest(unittest.TestCase):
                                  "bn.running_mean", "bn.running_var"]))
         self.ctl("match", "lenet", "--target", target, "--on-mismatch", "skip")
 
+    def raw(self, *args, env=None, code=0):
+        r = subprocess.run([WEIGHTCTL, *args], capture_output=True, text=True, timeout=120,
+                           env=env)
+        self.assertEqual(r.returncode, code, r.stderr)
+        return r
+
+    def test_global_flags_before_the_command(self):
+        table = self.raw("--server", self.server, "list").stdout
+        self.assertIn("lenet_half", table)
+        manifest = json.loads(self.raw("--json", "--server=" + self.server, "manifest",
+                                       "lenet").stdout)
+        self.assertEqual(manifest["model"], "lenet")
+        r = self.raw("--version", "1", "list", code=2)
+        self.assertIn("--version goes after the command", r.stderr)
+
+    def test_output_flag_in_any_position(self):
+        out = os.path.join(self.tmp.name, "anywhere.pt")
+        self.ctl("pull", "-o", out, "lenet", "--quiet")
+        self.assertEqual(list(torch.load(out, weights_only=True)), list(self.source("lenet")))
+
+    def test_weightd_target_is_the_default_server(self):
+        env = dict(os.environ, WEIGHTD_TARGET=self.server)
+        self.assertIn("lenet_half", self.raw("list", env=env).stdout)
+        # --server still wins over the variable.
+        env["WEIGHTD_TARGET"] = "127.0.0.1:1"
+        self.assertIn("lenet_half", self.raw("list", "--server", self.server, env=env).stdout)
+
+    def test_negative_version_is_bad_usage_with_a_reason(self):
+        for command in (["manifest", "lenet"], ["pull", "lenet", "-o", "x.pt"]):
+            r = self.ctl(*command, "--version", "-1", code=2)
+            self.assertIn("--version must be a version number", r.stderr)
+            self.assertIn('"-1"', r.stderr)
+
+    def test_match_json_says_ok_errors_and_dtypes(self):
+        target = os.path.join(self.tmp.name, "half-target.pt")
+        torch.save(self.source("lenet"), target)
+        report = json.loads(self.ctl("match", "lenet_half", "--target", target, "--json").stdout)
+        self.assertIs(report["ok"], True)
+        self.assertEqual(report["errors"], [])
+        half = self.source("lenet_half")
+        want = self.source("lenet")
+        for m in report["matched"]:
+            self.assertEqual(m["source_dtype"], str(half[m["source"]].dtype)[len("torch."):])
+            self.assertEqual(m["target_dtype"], str(want[m["target"]].dtype)[len("torch."):])
+        head = os.path.join(self.tmp.name, "head100-target.pt")
+        torch.save(torch.load(os.path.join(DATA, "repo", "lenet_head100.pt")), head)
+        report = json.loads(self.ctl("match", "lenet", "--target", head, "--json", code=1).stdout)
+        self.assertIs(report["ok"], False)
+        self.assertTrue(any("size mismatch for fc3.weight" in e for e in report["errors"]))
+
 
 if __name__ == "__main__":
     unittest.main()

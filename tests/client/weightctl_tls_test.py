@@ -52,10 +52,12 @@ class CredentialsTest(unittest.TestCase):
             "--auth_tokens_file", tokens)
         # The server certificate names localhost.
         cls.server = "localhost:" + cls.daemon.port
+        cls.plaintext = WeightdProcess(WEIGHTD, os.path.join(DATA, "repo"))
 
     @classmethod
     def tearDownClass(cls):
         cls.daemon.stop()
+        cls.plaintext.stop()
         cls.tmp.cleanup()
 
     @classmethod
@@ -121,6 +123,45 @@ class CredentialsTest(unittest.TestCase):
     def test_without_client_certificate_mtls_refuses(self):
         r = self.ctl("list", "--tls_ca", self.path("ca.pem"), code=1, token=READ_TOKEN)
         self.assertIn("unavailable", r.stderr)
+        self.assertIn("client certificates (mTLS), pass --tls_cert and --tls_key", r.stderr)
+        self.assertOneLine(r.stderr)
+
+    def assertOneLine(self, stderr):
+        self.assertEqual(len(stderr.strip().splitlines()), 1, stderr)
+
+    def run_against(self, server, *args):
+        r = subprocess.run([WEIGHTCTL, "list", "--server", server, *args], capture_output=True,
+                           text=True, timeout=120)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertOneLine(r.stderr)
+        return r.stderr
+
+    def test_refused_connection_says_nothing_listens(self):
+        self.assertIn("nothing listens on 127.0.0.1:1 (connection refused)",
+                      self.run_against("127.0.0.1:1"))
+
+    def test_unknown_host_says_the_name_does_not_resolve(self):
+        self.assertIn("cannot resolve the host name of no-such-host.invalid:50051",
+                      self.run_against("no-such-host.invalid:50051"))
+
+    def test_tls_against_a_plaintext_server_says_so(self):
+        err = self.run_against(self.plaintext.address, "--tls_ca", self.path("ca.pem"))
+        self.assertIn("speaks plaintext, not TLS: leave out --tls_ca", err)
+
+    def test_plaintext_against_a_tls_server_suggests_tls_ca(self):
+        self.assertIn("if it speaks TLS, pass --tls_ca", self.run_against(self.server))
+
+    def test_a_ca_that_did_not_sign_the_server_says_so(self):
+        # client.pem is a certificate, but not of the CA that signed the server's.
+        err = self.run_against(self.server, "--tls_ca", self.path("client.pem"))
+        self.assertIn("does not verify against --tls_ca", err)
+
+    def test_a_damaged_ca_file_says_so(self):
+        damaged = self.path("damaged-ca.pem")
+        with open(damaged, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        err = self.run_against(self.server, "--tls_ca", damaged)
+        self.assertIn("--tls_ca %s: no certificate in it could be loaded" % damaged, err)
 
     def test_missing_pem_file_is_named(self):
         missing = self.path("no-such-ca.pem")

@@ -1,25 +1,26 @@
 // The weightd binary: first stdout line, SIGTERM drain, exit status.
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <optional>
-#include <string>
-#include <vector>
-
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -36,15 +37,14 @@ using grpc::health::v1::HealthCheckResponse;
 // leaves it running.
 class Daemon {
  public:
-  // `stderr_path`: a file that receives the process's stderr; empty: the
-  // test's stderr.
+  // `stderr_path`: where its stderr goes (empty: this process's stderr).
   explicit Daemon(std::vector<std::string> args, const std::string& stderr_path = "") {
     int out[2];
     if (pipe(out) != 0) return;
     pid_ = fork();
     if (pid_ == 0) {
-      if (!stderr_path.empty()) freopen(stderr_path.c_str(), "w", stderr);
       dup2(out[1], 1);
+      if (!stderr_path.empty()) freopen(stderr_path.c_str(), "w", stderr);
       close(out[0]);
       std::vector<char*> argv;
       argv.push_back(const_cast<char*>("weightd"));
@@ -133,8 +133,18 @@ int ExitStatusOfBadStart(const std::vector<std::string>& flags) {
     execv(WEIGHTD_BINARY, argv.data());
     _exit(127);
   }
+  // A weightd that accepts the flags serves on: stopped after 30 s.
   int status = 0;
-  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (pid > 0 && waitpid(pid, &status, WNOHANG) == 0) {
+    if (absl::Now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+      return -1;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (pid < 0 || !WIFEXITED(status)) return -1;
   return WEXITSTATUS(status);
 }
 
@@ -330,6 +340,82 @@ TEST(Daemon, RefusesZeroLoadThreads) {
             2);
 }
 
+TEST(Daemon, EveryUsageErrorExitsTwo) {
+  const std::vector<std::vector<std::string>> bad = {
+      {"stray"},                      // a positional argument
+      {"--", "stray"},                // after the end of the flags
+      {"--drain_seconds", "-1"},      // negative drain
+      {"--drain_seconds=nan"},        // not a duration
+      {"--no_such_flag"},             // unknown (gflags alone exits 1)
+      {"--load_threads", "many"},     // not a number (gflags alone exits 1)
+      {"--host_cache_bytes", "-1"},   // gflags alone reads 2^64-1
+      {"--max_request_bytes", "0"},   // nothing could be received
+      {"--keepalive_time_ms", "-5"},  // negative interval
+      {"--listen"},                   // a value is missing
+  };
+  for (const std::vector<std::string>& flags : bad) {
+    std::vector<std::string> args = {"--repository", TestDataDir() + "/repo", "--listen",
+                                     "127.0.0.1:0"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    EXPECT_EQ(ExitStatusOfBadStart(args), 2) << absl::StrJoin(flags, " ");
+  }
+}
+
+TEST(Daemon, PrintsTheMetricsPortPickedForPortZero) {
+  Daemon daemon({"--repository", TestDataDir() + "/repo", "--listen", "127.0.0.1:0",
+                 "--health_listen", "127.0.0.1:0", "--metrics_listen", "127.0.0.1:0",
+                 "--minloglevel", "2"});
+  ASSERT_GT(daemon.pid(), 0);
+  EXPECT_TRUE(absl::StartsWith(daemon.ReadLine(), "listening on 127.0.0.1:"));
+  EXPECT_TRUE(absl::StartsWith(daemon.ReadLine(), "health on 127.0.0.1:"));
+  // A weightd that never prints the line would block ReadLine: SIGTERM
+  // after 20 s ends its stdout.
+  const pid_t pid = daemon.pid();
+  absl::Notification read;
+  std::thread watchdog([pid, &read] {
+    if (!read.WaitForNotificationWithTimeout(absl::Seconds(20))) kill(pid, SIGTERM);
+  });
+  const std::string metrics = daemon.ReadLine();
+  read.Notify();
+  watchdog.join();
+  EXPECT_TRUE(absl::StartsWith(metrics, "metrics on 127.0.0.1:")) << metrics;
+  EXPECT_NE(metrics, "metrics on 127.0.0.1:0");
+  kill(daemon.pid(), SIGTERM);
+  ASSERT_TRUE(daemon.WaitForExit(absl::Seconds(60)).has_value());
+}
+
+std::string ReadFile(const std::string& path) {
+  std::string out;
+  if (FILE* f = fopen(path.c_str(), "r")) {
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof(buffer), f)) > 0) out.append(buffer, n);
+    fclose(f);
+  }
+  return out;
+}
+
+TEST(Daemon, SighupWithoutATokensFileSaysSoAndNamesNoFile) {
+  const std::string log = ::testing::TempDir() + "/sighup.log";
+  Daemon daemon({"--repository", TestDataDir() + "/repo", "--listen", "127.0.0.1:0",
+                 "--drain_seconds", "0"},
+                log);
+  ASSERT_GT(daemon.pid(), 0);
+  ASSERT_TRUE(absl::StartsWith(daemon.ReadLine(), "listening on "));
+  kill(daemon.pid(), SIGHUP);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!absl::StrContains(ReadFile(log), "SIGHUP") && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  kill(daemon.pid(), SIGTERM);
+  std::optional<int> status = daemon.WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  const std::string text = ReadFile(log);
+  EXPECT_TRUE(absl::StrContains(text, "SIGHUP: no --auth_tokens_file, nothing to reload")) << text;
+  EXPECT_FALSE(absl::StrContains(text, "reloaded \n")) << text;
+}
+
 // SIGTERM while a Fetch stream is open: health turns NOT_SERVING (on a Watch
 // opened before, and on new Checks to the health port, which keeps answering
 // while the main port drains), the stream still delivers every byte, and
@@ -436,6 +522,56 @@ TEST(Daemon, SigtermDrainsAnOpenStreamAndReportsNotServing) {
   EXPECT_TRUE(WIFEXITED(*status));
   EXPECT_EQ(WEXITSTATUS(*status), 0);
   (void)watch->Finish();
+}
+
+// A second SIGTERM while a stream holds the drain open ends the process at
+// once (exit 1) instead of after --drain_seconds.
+TEST(Daemon, SecondSigtermDuringTheDrainStopsAtOnce) {
+  Daemon daemon({"--repository", TestDataDir() + "/repo", "--listen", "127.0.0.1:0",
+                 "--drain_seconds", "120", "--minloglevel", "2"});
+  ASSERT_GT(daemon.pid(), 0);
+  const std::string listening = daemon.ReadLine();
+  ASSERT_TRUE(absl::StartsWith(listening, "listening on ")) << listening;
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      AddressOf(listening), grpc::InsecureChannelCredentials(), args);
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_stub =
+      grpc::health::v1::Health::NewStub(channel);
+  std::unique_ptr<v1::WeightService::Stub> stub = v1::WeightService::NewStub(channel);
+  grpc::ClientContext watch_context;
+  watch_context.set_deadline(In(absl::Seconds(120)));
+  std::unique_ptr<grpc::ClientReader<HealthCheckResponse>> watch =
+      health_stub->Watch(&watch_context, HealthCheckRequest());
+  HealthCheckResponse health;
+  ASSERT_TRUE(watch->Read(&health));
+  ASSERT_EQ(health.status(), HealthCheckResponse::SERVING);
+
+  // Held open by not reading it (see the test above).
+  grpc::ClientContext fetch_context;
+  fetch_context.set_deadline(In(absl::Seconds(120)));
+  v1::FetchRequest request;
+  request.set_model("big");
+  request.set_chunk_bytes(4096);
+  std::unique_ptr<grpc::ClientReader<v1::FetchResponse>> fetch =
+      stub->Fetch(&fetch_context, request);
+  v1::FetchResponse response;
+  ASSERT_TRUE(fetch->Read(&response));
+
+  ASSERT_EQ(kill(daemon.pid(), SIGTERM), 0);
+  // Draining: two signals sent before the first is taken would be one.
+  ASSERT_TRUE(watch->Read(&health));
+  ASSERT_EQ(health.status(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(daemon.WaitForExit(absl::Milliseconds(300)).has_value())
+      << "the drain ended by itself";
+  ASSERT_EQ(kill(daemon.pid(), SIGTERM), 0);
+  std::optional<int> status = daemon.WaitForExit(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value()) << "weightd still drains after a second SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 1);
+  fetch_context.TryCancel();
+  watch_context.TryCancel();
 }
 
 }  // namespace

@@ -60,6 +60,20 @@ absl::Status WriteSafetensors(
     const std::string& path, const StateDict& tensors,
     const std::vector<std::pair<std::string, std::string>>& metadata = {});
 
+// Where WriteSafetensors puts what: the file's first bytes (length and
+// header) and each tensor's data offset from the start of the file, for
+// writers that receive the bytes later (CheckpointStreamWriter).
+struct SafetensorsLayout {
+  std::string head;
+  std::vector<uint64_t> offsets;  // in `tensors` order
+  uint64_t file_size = 0;
+};
+// InvalidArgument (naming `path`) as WriteSafetensors, and for a shape with a
+// negative dimension.
+absl::StatusOr<SafetensorsLayout> PlanSafetensors(
+    const std::string& path, absl::Span<const TensorDescriptor> tensors,
+    const std::vector<std::pair<std::string, std::string>>& metadata = {});
+
 }  // namespace weightd
 
 #endif  // WEIGHTD_CORE_FORMAT_SAFETENSORS_SAFETENSORS_H_

@@ -30,8 +30,8 @@ void Put64(std::string* out, uint64_t v) {
   Put32(out, static_cast<uint32_t>(v >> 32));
 }
 
-uint32_t Crc32(absl::Span<const uint8_t> data) {
-  uLong crc = crc32(0L, Z_NULL, 0);
+uint32_t Crc32(absl::Span<const uint8_t> data, uint32_t start = 0) {
+  uLong crc = start;
   const uint8_t* p = data.data();
   size_t left = data.size();
   while (left > 0) {
@@ -56,6 +56,16 @@ absl::Status ZipWriter::AddRecord(absl::string_view name, absl::string_view data
 }
 
 absl::Status ZipWriter::AddRecord(absl::string_view name, absl::Span<const uint8_t> data) {
+  WEIGHTD_RETURN_IF_ERROR(BeginRecord(name, data.size()));
+  WEIGHTD_RETURN_IF_ERROR(AppendData(data));
+  return EndRecord();
+}
+
+absl::Status ZipWriter::BeginRecord(absl::string_view name, uint64_t size) {
+  if (in_record_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path_, ": zip record \"", name, "\" begun before the last one ended"));
+  }
   if (finished_) {
     return absl::FailedPreconditionError(absl::StrCat(path_, ": zip writer already finished"));
   }
@@ -67,7 +77,8 @@ absl::Status ZipWriter::AddRecord(absl::string_view name, absl::Span<const uint8
     return absl::InvalidArgumentError(
         absl::StrCat(path_, ": duplicate zip record \"", name, "\""));
   }
-  Record record{std::string(name), data.size(), Crc32(data), file_->offset()};
+  // The CRC is not known yet: EndRecord patches it into the header.
+  Record record{std::string(name), size, 0, file_->offset()};
   const bool zip64 = record.size >= kMax32;
 
   std::string header;
@@ -102,12 +113,46 @@ absl::Status ZipWriter::AddRecord(absl::string_view name, absl::Span<const uint8
   header[extra_len_pos + 1] = static_cast<char>(extra_len >> 8);
 
   WEIGHTD_RETURN_IF_ERROR(file_->Write(header));
-  WEIGHTD_RETURN_IF_ERROR(file_->Write(data));
   records_.push_back(std::move(record));
+  in_record_ = true;
+  appended_ = 0;
   return absl::OkStatus();
 }
 
+absl::Status ZipWriter::AppendData(absl::Span<const uint8_t> data) {
+  if (!in_record_ || data.size() > records_.back().size - appended_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path_, ": zip record data outside a record or past its size"));
+  }
+  Record& record = records_.back();
+  record.crc32 = Crc32(data, record.crc32);
+  appended_ += data.size();
+  return file_->Write(data);
+}
+
+absl::Status ZipWriter::EndRecord() {
+  if (!in_record_) {
+    return absl::FailedPreconditionError(absl::StrCat(path_, ": no zip record to end"));
+  }
+  const Record& record = records_.back();
+  if (appended_ != record.size) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path_, ": zip record \"", record.name, "\" ended after ", appended_, " of ",
+        record.size, " bytes"));
+  }
+  in_record_ = false;
+  std::string crc;
+  Put32(&crc, record.crc32);
+  // The CRC-32 field of the local header (signature, version, flags,
+  // method, time, date: 14 bytes before it).
+  return file_->WriteAt(record.offset + 14,
+                        absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(crc.data()), 4));
+}
+
 absl::Status ZipWriter::Finish() {
+  if (in_record_) {
+    return absl::FailedPreconditionError(absl::StrCat(path_, ": zip record left unfinished"));
+  }
   if (finished_) {
     return absl::FailedPreconditionError(absl::StrCat(path_, ": zip writer already finished"));
   }

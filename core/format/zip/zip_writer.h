@@ -32,6 +32,16 @@ class ZipWriter {
   absl::Status AddRecord(absl::string_view name, absl::Span<const uint8_t> data);
   absl::Status AddRecord(absl::string_view name, absl::string_view data);
 
+  // A stored record of `size` bytes that arrive later, through AppendData:
+  // the CRC-32 is computed as they pass, and EndRecord writes it into the
+  // local header. No other record may begin before EndRecord.
+  absl::Status BeginRecord(absl::string_view name, uint64_t size);
+  absl::Status AppendData(absl::Span<const uint8_t> data);
+  absl::Status EndRecord();
+
+  // The temporary file written until Finish() (AtomicFile::temp_path).
+  const std::string& temp_path() const { return file_->temp_path(); }
+
   // Writes the central directory and end records, then commits the file.
   absl::Status Finish();
 
@@ -49,6 +59,8 @@ class ZipWriter {
   std::string path_;
   std::unique_ptr<AtomicFile> file_;
   std::vector<Record> records_;
+  bool in_record_ = false;
+  uint64_t appended_ = 0;  // bytes of the open record so far
   absl::flat_hash_set<std::string> names_;
   bool finished_ = false;
 };

@@ -358,10 +358,14 @@ TEST(MatchJsonTest, HasExactlyTheDocumentedFields) {
   nlohmann::ordered_json json = MatchReportToJson(r);
   std::vector<std::string> keys;
   for (const auto& item : json.items()) keys.push_back(item.key());
-  EXPECT_THAT(keys, ElementsAre("matched", "missing_keys", "unexpected_keys", "mismatched",
+  EXPECT_THAT(keys, ElementsAre("ok", "errors", "matched", "missing_keys", "unexpected_keys",
+                                "mismatched",
                                 "inferred_rules", "bytes"));
   EXPECT_EQ(json["matched"][0].dump(),
-            R"({"source":"module.conv.weight","target":"conv.weight","shape":[8,3,3,3]})");
+            R"({"source":"module.conv.weight","target":"conv.weight","shape":[8,3,3,3],)"
+            R"("source_dtype":"float32","target_dtype":"float32"})");
+  EXPECT_EQ(json["ok"], r.ok());
+  EXPECT_EQ(json["errors"].size(), r.errors.size());
   EXPECT_EQ(json["missing_keys"].dump(), R"(["head.weight"])");
   EXPECT_EQ(json["unexpected_keys"].dump(), R"(["extra"])");
   EXPECT_EQ(json["mismatched"][1].dump(),
@@ -372,7 +376,8 @@ TEST(MatchJsonTest, HasExactlyTheDocumentedFields) {
 
 TEST(MatchJsonTest, EmptyListsAreArrays) {
   nlohmann::ordered_json json = MatchReportToJson(MatchReport{});
-  EXPECT_EQ(json.dump(), R"({"matched":[],"missing_keys":[],"unexpected_keys":[],"mismatched":[],)"
+  EXPECT_EQ(json.dump(), R"({"ok":true,"errors":[],"matched":[],"missing_keys":[],)"
+                         R"("unexpected_keys":[],"mismatched":[],)"
                          R"("inferred_rules":[],"bytes":0})");
 }
 

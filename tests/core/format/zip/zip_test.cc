@@ -108,6 +108,46 @@ TEST(ZipTest, RoundTripsRecordsInOrder) {
   EXPECT_EQ(reader->Find("archive/missing"), nullptr);
 }
 
+// A record streamed in pieces (its CRC patched in at EndRecord) is the
+// record AddRecord writes, and Python's zipfile checks its CRC on read.
+TEST(ZipTest, StreamedRecordIsTheRecordAddRecordWrites) {
+  std::string data;
+  for (int i = 0; i < 100000; ++i) data += static_cast<char>(i * 7 + i / 255);
+  const std::string whole = WriteZip({{"archive/data/0", data}, {"archive/version", "3\n"}});
+  std::string path = TempPath("streamed.zip");
+  auto writer = ZipWriter::Create(path);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  ASSERT_TRUE((*writer)->BeginRecord("archive/data/0", data.size()).ok());
+  for (size_t at = 0; at < data.size(); at += 4099) {
+    const std::string piece = data.substr(at, 4099);
+    ASSERT_TRUE((*writer)
+                    ->AppendData(absl::MakeConstSpan(
+                        reinterpret_cast<const uint8_t*>(piece.data()), piece.size()))
+                    .ok());
+  }
+  EXPECT_FALSE((*writer)->BeginRecord("archive/other", 1).ok()) << "a record is still open";
+  ASSERT_TRUE((*writer)->EndRecord().ok());
+  ASSERT_TRUE((*writer)->AddRecord("archive/version", "3\n").ok());
+  ASSERT_TRUE((*writer)->Finish().ok());
+  EXPECT_TRUE(ReadFileBytes(path) == whole);
+  EXPECT_EQ(RunPython("import sys, zipfile\n"
+                      "assert zipfile.ZipFile(sys.argv[1]).testzip() is None\n",
+                      path),
+            0);
+}
+
+TEST(ZipTest, StreamedRecordOfTheWrongSizeIsRefused) {
+  auto writer = ZipWriter::Create(TempPath("short.zip"));
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  ASSERT_TRUE((*writer)->BeginRecord("r", 4).ok());
+  ASSERT_TRUE(
+      (*writer)->AppendData(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>("ab"), 2)).ok());
+  EXPECT_FALSE((*writer)->EndRecord().ok());
+  EXPECT_FALSE(
+      (*writer)->AppendData(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>("cde"), 3)).ok());
+  EXPECT_FALSE((*writer)->Finish().ok());
+}
+
 TEST(ZipTest, WriterAlignsRecordDataTo64Bytes) {
   auto reader = OpenBytes(WriteZip({{"a", "x"}, {"archive/data/0", "0123456789"}}));
   ASSERT_TRUE(reader.ok()) << reader.status();
