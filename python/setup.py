@@ -34,11 +34,14 @@ def _tool(env, name, debian_package):
 def generate_stubs(out_dir):
     proto_dir = os.environ.get("WEIGHTD_PROTO_DIR") or os.path.join(HERE, "..", "proto")
     api = os.path.join(proto_dir, "weightd", "v1")
-    health = os.path.join(proto_dir, "third_party", "grpc", "health", "v1", "health.proto")
+    # The vendored grpc-proto file sits beside proto/ in the source tree.
+    health = os.path.join(proto_dir, "..", "third_party", "grpc-proto", "grpc", "health", "v1",
+                          "health.proto")
     if not os.path.isfile(os.path.join(api, "weightd.proto")) or not os.path.isfile(health):
-        raise SystemExit("weightd: no weightd/v1/weightd.proto and third_party/grpc/health/v1/"
-                         "health.proto under %s (build from the weightd source tree, or set "
-                         "WEIGHTD_PROTO_DIR)" % os.path.abspath(proto_dir))
+        raise SystemExit("weightd: no weightd/v1/weightd.proto under %s and "
+                         "third_party/grpc-proto/grpc/health/v1/health.proto beside it (build "
+                         "from the weightd source tree, or set WEIGHTD_PROTO_DIR to its proto/)"
+                         % os.path.abspath(proto_dir))
     protoc = _tool("WEIGHTD_PROTOC", "protoc", "protobuf-compiler")
     plugin = _tool("WEIGHTD_GRPC_PYTHON_PLUGIN", "grpc_python_plugin", "protobuf-compiler-grpc")
     with tempfile.TemporaryDirectory() as tmp:
