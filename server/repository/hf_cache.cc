@@ -70,8 +70,8 @@ VersionEntry SnapshotVersion(const Snapshot& snapshot, int64_t version,
   for (const fs::path& path : read) {
     if (!ctx.Allowed(path)) {
       entry.error = absl::FailedPreconditionError(
-          absl::StrCat(entry_rel, "/snapshots/", snapshot.rev, "/", path.filename().string(),
-                       ": ", kOutsideReason));
+          absl::StrCat(entry_rel, "/snapshots/", snapshot.rev, "/", path.filename().string(), ": ",
+                       kOutsideReason));
       return entry;
     }
   }
@@ -130,8 +130,8 @@ void ScanHfCacheEntry(const fs::path& dir, const std::string& name, const ScanCo
     if (snapshot.checkpoint.empty()) {
       ctx.skip(absl::StrCat(name, "/snapshots/", snapshot.rev), kNoCheckpoint);
       if (snapshot.rev == main_rev) {
-        return no_versions(absl::StrCat("the snapshot refs/main names, ", main_rev, ", has ",
-                                        kNoCheckpoint));
+        return no_versions(
+            absl::StrCat("the snapshot refs/main names, ", main_rev, ", has ", kNoCheckpoint));
       }
       continue;
     }
@@ -148,9 +148,8 @@ void ScanHfCacheEntry(const fs::path& dir, const std::string& name, const ScanCo
         absl::StrCat("refs/main names snapshot ", main_rev, ", which snapshots/ lacks"));
   }
   std::rotate(main_it, main_it + 1, snapshots.end());  // refs/main's is the newest
-  for (size_t i = snapshots.size(); i > 0; --i) {  // newest first
-    model.versions.push_back(
-        SnapshotVersion(snapshots[i - 1], static_cast<int64_t>(i), name, ctx));
+  for (size_t i = snapshots.size(); i > 0; --i) {      // newest first
+    model.versions.push_back(SnapshotVersion(snapshots[i - 1], static_cast<int64_t>(i), name, ctx));
   }
   models->push_back(std::move(model));
 }

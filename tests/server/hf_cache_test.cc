@@ -138,8 +138,7 @@ TEST_F(HfCacheTest, SkipsWhatCannotBeServedWithAReason) {
   v1::ListModelsResponse list = List();
   std::map<std::string, std::string> skipped;
   for (const v1::SkippedEntry& e : list.skipped()) skipped[e.path()] = e.reason();
-  EXPECT_THAT(skipped["models--org--tiny/snapshots/" + Rev("partial")],
-              HasSubstr("no checkpoint"));
+  EXPECT_THAT(skipped["models--org--tiny/snapshots/" + Rev("partial")], HasSubstr("no checkpoint"));
   EXPECT_THAT(skipped["models--org--nomain"],
               HasSubstr(absl::StrCat("refs/main names snapshot ",
                                      Expected()["nomain_main"].get<std::string>())));
