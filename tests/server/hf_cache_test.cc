@@ -1,11 +1,15 @@
 // A Hugging Face hub cache served as a repository: the real server over a
 // cache written by make_hf_cache.py (hub layout, symlinks into blobs/).
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -35,15 +39,18 @@ class HfCacheTest : public ::testing::Test {
  protected:
   // The generated cache is only read, never changed, so it is served as is:
   // a copy would have to keep its symlinks relative.
-  void StartServer(bool follow_external_symlinks = false) {
+  void StartServer(bool follow_external_symlinks = false,
+                   std::string repository = std::string(WEIGHTD_HF_CACHE_DATA) + "/hub") {
     ServerOptions options;
-    options.repository = std::string(WEIGHTD_HF_CACHE_DATA) + "/hub";
+    options.repository = std::move(repository);
     options.follow_external_symlinks = follow_external_symlinks;
     absl::StatusOr<std::unique_ptr<WeightServer>> server = WeightServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    stub_ = v1::WeightService::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
+    std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials());
+    stub_ = v1::WeightService::NewStub(channel);
+    admin_ = v1::AdminService::NewStub(channel);
   }
 
   v1::ListModelsResponse List() {
@@ -90,6 +97,7 @@ class HfCacheTest : public ::testing::Test {
 
   std::unique_ptr<WeightServer> server_;
   std::unique_ptr<v1::WeightService::Stub> stub_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
 };
 
 TEST_F(HfCacheTest, ServesSnapshotsAsVersionsWithRefsMainNewest) {
@@ -162,6 +170,47 @@ TEST_F(HfCacheTest, RefusesASymlinkLeavingTheRepository) {
   grpc::Status status = Manifest("org--escape", 1, &manifest);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(status.error_message(), HasSubstr("--follow_external_symlinks"));
+}
+
+// huggingface_hub moves refs/main when another commit is downloaded (here:
+// to an existing snapshot that is neither the oldest nor the newest by
+// mtime); a Rescan makes that snapshot the newest version.
+TEST_F(HfCacheTest, ARescanFollowsRefsMain) {
+  namespace fs = std::filesystem;
+  const std::string copy = absl::StrCat(::testing::TempDir(), "/weightd_hf_rescan_", getpid());
+  fs::remove_all(copy);
+  // copy_symlinks: the blobs/ links stay links, as the hub made them.
+  fs::copy(std::string(WEIGHTD_HF_CACHE_DATA) + "/hub", copy,
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  // A recursive copy gives the snapshot dirs new mtimes; put back the order.
+  const fs::path snapshots = fs::path(copy) / "models--org--tiny" / "snapshots";
+  const auto t0 = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  for (const auto& [key, minutes] :
+       {std::pair<const char*, int>{"main", 0}, {"both", 1}, {"bin", 2}, {"partial", 3}}) {
+    fs::last_write_time(snapshots / Rev(key), t0 + std::chrono::minutes(minutes));
+  }
+  StartServer(/*follow_external_symlinks=*/false, copy);
+  std::ofstream(fs::path(copy) / "models--org--tiny" / "refs" / "main") << Rev("both");
+  grpc::ClientContext context;
+  v1::RescanResponse rescanned;
+  ASSERT_TRUE(admin_->Rescan(&context, v1::RescanRequest(), &rescanned).ok());
+
+  const v1::ListModelsResponse list = List();
+  const v1::Model* tiny = Find(list, "org--tiny");
+  ASSERT_NE(tiny, nullptr);
+  std::vector<std::string> paths;
+  for (const v1::ModelVersion& v : tiny->versions()) paths.push_back(v.path());
+  const std::string prefix = "models--org--tiny/snapshots/";
+  EXPECT_THAT(paths, ElementsAre(prefix + Rev("both") + "/model.safetensors",
+                                 prefix + Rev("bin") + "/pytorch_model.bin",
+                                 prefix + Rev("main") + "/model.safetensors.index.json"));
+  v1::GetManifestResponse manifest;
+  grpc::Status status = Manifest("org--tiny", 0, &manifest);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(manifest.version(), 3);
+  ExpectTorchTensors(manifest, Expected()["models"]["org--tiny"]["1"]);
+  server_.reset();
+  fs::remove_all(copy);
 }
 
 // The index stays inside; one of the shards it names does not.
