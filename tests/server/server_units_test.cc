@@ -70,6 +70,33 @@ TEST(ScanRepository, RecordsAVersionWithTwoCheckpointsAsAnError) {
   EXPECT_THAT((*models)[0].versions[0].error.message(), HasSubstr("more than one checkpoint"));
 }
 
+// The plain layout too: a version's checkpoint linking out of the root is
+// refused, and served with follow_external_symlinks.
+TEST(ScanRepository, RefusesACheckpointLinkingOutUnlessAllowed) {
+  namespace fs = std::filesystem;
+  const std::string base = ::testing::TempDir() + "/scan_link";
+  fs::remove_all(base);
+  fs::create_directories(base + "/repo/m/1");
+  std::ofstream(base + "/elsewhere.pt") << "x";
+  fs::create_symlink("../../../elsewhere.pt", base + "/repo/m/1/model.pt");
+  RepositoryOptions options;
+  options.root = base + "/repo";
+  absl::StatusOr<std::vector<ModelEntry>> models = ScanRepository(options, nullptr, nullptr);
+  ASSERT_TRUE(models.ok()) << models.status();
+  ASSERT_EQ(models->size(), 1);
+  ASSERT_EQ((*models)[0].versions.size(), 1);
+  EXPECT_EQ((*models)[0].versions[0].error.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT((*models)[0].versions[0].error.message(),
+              HasSubstr("m/1/model.pt: resolves outside the repository"));
+
+  options.follow_external_symlinks = true;
+  models = ScanRepository(options, nullptr, nullptr);
+  ASSERT_TRUE(models.ok()) << models.status();
+  ASSERT_EQ((*models)[0].versions.size(), 1);
+  EXPECT_TRUE((*models)[0].versions[0].error.ok()) << (*models)[0].versions[0].error;
+  EXPECT_EQ((*models)[0].versions[0].file_size, 1);
+}
+
 TEST(HalfConversion, RoundsToNearestEven) {
   // 1 + 2^-11 lies halfway between two halves: ties go to the even one (1.0).
   EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3C00);
