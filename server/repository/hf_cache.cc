@@ -94,6 +94,7 @@ void ScanHfCacheEntry(const fs::path& dir, const std::string& name, const ScanCo
   }
   ModelEntry model;
   model.name = name.substr(strlen(kModelPrefix));
+  model.source = name;
   if (!ValidateModelName(model.name).ok()) {
     ctx.skip(name, absl::StrCat("\"", model.name, "\" is not a valid model name"));
     return;

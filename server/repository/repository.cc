@@ -101,6 +101,7 @@ ModelEntry ScanModelDir(const fs::path& dir, const std::string& name, const Scan
   const SkipFn& skip = ctx.skip;
   ModelEntry model;
   model.name = name;
+  model.source = name;
   fs::path config = dir / kConfigFile;
   std::error_code ec;
   if (fs::exists(config, ec)) {
@@ -320,6 +321,7 @@ absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const RepositoryOptions& 
     }
     ModelEntry model;
     model.name = stem;
+    model.source = entry_name;
     VersionEntry version;
     version.version = 1;
     version.path = (root_path / entry_name).string();
@@ -333,17 +335,20 @@ absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const RepositoryOptions& 
     models.push_back(std::move(model));
   }
   if (ec) return absl::NotFoundError(absl::StrCat("repository ", root_in, ": ", ec.message()));
-  std::sort(models.begin(), models.end(),
-            [](const ModelEntry& a, const ModelEntry& b) { return a.name < b.name; });
-  // A bare file and a directory with the same name: the directory wins.
+  // Entries serving the same name: a model directory wins over a hub cache
+  // entry ("org--m" over "models--org--m"), which wins over a bare file.
+  auto rank = [](const ModelEntry& m) {
+    if (m.source == m.name) return 0;
+    return internal_repository::IsHfCacheEntry(m.source) ? 1 : 2;
+  };
+  std::sort(models.begin(), models.end(), [&](const ModelEntry& a, const ModelEntry& b) {
+    return std::make_pair(a.name, rank(a)) < std::make_pair(b.name, rank(b));
+  });
   for (size_t i = 1; i < models.size();) {
     if (models[i].name == models[i - 1].name) {
-      warn(absl::StrCat(models[i].name, ": both a directory and a bare file; using the directory"));
-      auto is_dir = [](const ModelEntry& m) {
-        return m.versions.empty() || m.versions[0].relative_path.find('/') != std::string::npos;
-      };
-      bool prev_is_dir = is_dir(models[i - 1]);
-      models.erase(models.begin() + (prev_is_dir ? i : i - 1));
+      warn(absl::StrCat(models[i].name, ": both ", models[i - 1].source, " and ",
+                        models[i].source, " serve this model; using ", models[i - 1].source));
+      models.erase(models.begin() + i);
     } else {
       ++i;
     }

@@ -57,6 +57,9 @@ struct SkippedEntry {
 
 struct ModelEntry {
   std::string name;
+  // The repository root entry the model comes from: "m" (a directory),
+  // "m.pt" (a bare file), "models--org--m" (a hub cache entry).
+  std::string source;
   // Why `versions` is empty ("no version directory ..."); empty otherwise.
   std::string no_versions_reason;
   v1::ModelConfig config;
