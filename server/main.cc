@@ -20,7 +20,13 @@
 #include "server/weight_server.h"
 
 DEFINE_string(repository, "", "Model repository: <dir>/<model>/<version>/<checkpoint> or "
-                              "<dir>/<name>.{pt,pth,safetensors} (required)");
+                              "<dir>/<name>.{pt,pth,safetensors}, and Hugging Face hub cache "
+                              "entries <dir>/models--ORG--NAME (served as ORG--NAME; e.g. "
+                              "~/.cache/huggingface/hub) (required)");
+DEFINE_bool(follow_external_symlinks, false,
+            "Serve checkpoints through symlinks that resolve outside --repository (refused "
+            "otherwise). Risk: anyone who can write the repository can then make weightd read "
+            "and serve any file weightd can read");
 DEFINE_string(model_config_dir, "",
               "Directory of <model>.pbtxt files (ModelConfig text format, e.g. a mounted "
               "ConfigMap); each replaces <repository>/<model>/model.pbtxt as a whole. A file that "
@@ -81,14 +87,15 @@ namespace {
 constexpr char kUsage[] =
     "serves PyTorch checkpoints over gRPC (weightd.v1.WeightService, AdminService, "
     "grpc.health.v1.Health, reflection).\n\n"
-    "  weightd --repository DIR [--model_config_dir DIR] [--listen HOST:PORT]\n"
+    "  weightd --repository DIR [--model_config_dir DIR] [--follow_external_symlinks]\n"
+    "          [--listen HOST:PORT]\n"
     "          [--host_cache_bytes N] [--preload] [--load_threads N] [--drain_seconds S]\n"
     "          [--tls_cert PEM --tls_key PEM [--tls_client_ca PEM]]\n"
     "          [--auth_tokens_file FILE] [--metrics_listen HOST:PORT] [--health_listen HOST:PORT]\n"
     "          [limits...]";
 
 constexpr const char* kOwnFlags[] = {
-    "repository",        "model_config_dir",       "listen",
+    "repository",        "model_config_dir",       "follow_external_symlinks", "listen",
     "host_cache_bytes",  "preload",                "load_threads",
     "drain_seconds",
     "tls_cert",          "tls_key",                "tls_client_ca",
@@ -227,6 +234,7 @@ int main(int argc, char** argv) {
   weightd::ServerOptions options;
   options.repository = FLAGS_repository;
   options.model_config_dir = FLAGS_model_config_dir;
+  options.follow_external_symlinks = FLAGS_follow_external_symlinks;
   options.listen = FLAGS_listen;
   options.host_cache_bytes = FLAGS_host_cache_bytes;
   options.preload = FLAGS_preload;

@@ -136,6 +136,7 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   StoreOptions store_options;
   store_options.repository = options.repository;
   store_options.model_config_dir = options.model_config_dir;
+  store_options.follow_external_symlinks = options.follow_external_symlinks;
   store_options.host_cache_bytes = options.host_cache_bytes;
   store_options.preload = options.preload;
   store_options.on_warning = options.on_warning;

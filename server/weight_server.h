@@ -34,6 +34,9 @@ struct ServerOptions {
   // <dir>/<model>.pbtxt files that replace the repository's model.pbtxt
   // (see server/repository/repository.h); empty: none.
   std::string model_config_dir;
+  // Serve through symlinks that leave the repository; anyone who can write
+  // the repository can then make the daemon read any file it can read.
+  bool follow_external_symlinks = false;
   // HOST:PORT; port 0 picks a free port (see port()).
   std::string listen = "127.0.0.1:0";
   uint64_t host_cache_bytes = 0;  // 0: unlimited

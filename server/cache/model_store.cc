@@ -19,8 +19,12 @@ const Labels kHostTier = {{"tier", "host"}};
 absl::StatusOr<std::vector<ModelEntry>> Scan(const StoreOptions& options,
                                              std::vector<SkippedEntry>* skipped) {
   std::vector<std::string> warnings;
+  RepositoryOptions repository;
+  repository.root = options.repository;
+  repository.config_dir = options.model_config_dir;
+  repository.follow_external_symlinks = options.follow_external_symlinks;
   absl::StatusOr<std::vector<ModelEntry>> scanned =
-      ScanRepository(options.repository, &warnings, options.model_config_dir, skipped);
+      ScanRepository(repository, &warnings, skipped);
   if (scanned.ok() && options.on_warning) {
     for (const std::string& warning : warnings) options.on_warning(warning);
     for (const ModelEntry& model : *scanned) {

@@ -34,6 +34,8 @@ struct StoreOptions {
   // replacing <repo>/<model>/model.pbtxt (server/repository/repository.h);
   // re-read by Rescan. Empty: none.
   std::string model_config_dir;
+  // Serve through symlinks that leave the repository (RepositoryOptions).
+  bool follow_external_symlinks = false;
   // Host tier budget in bytes; 0: unlimited.
   uint64_t host_cache_bytes = 0;
   // Load the newest version of every model at Open (else only models whose

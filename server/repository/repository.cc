@@ -18,11 +18,17 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "server/repository/hf_cache.h"
+#include "server/repository/scan_util.h"
 
 namespace weightd {
 namespace {
 
 namespace fs = std::filesystem;
+using internal_repository::FillIdentity;
+using internal_repository::kOutsideReason;
+using internal_repository::ScanContext;
+using internal_repository::SkipFn;
 
 constexpr char kConfigFile[] = "model.pbtxt";
 
@@ -47,24 +53,8 @@ class ErrorCollector : public google::protobuf::io::ErrorCollector {
   std::vector<std::string> errors_;
 };
 
-// Whether `path`, after resolving symlinks, lies inside `root` (canonical).
-bool InsideRoot(const fs::path& path, const std::string& root) {
-  std::error_code ec;
-  fs::path resolved = fs::canonical(path, ec);
-  if (ec) return false;
-  std::string s = resolved.string();
-  return s == root || absl::StartsWith(s, root + "/");
-}
-
-void FillIdentity(const std::string& path, VersionEntry* entry) {
-  struct stat st;
-  if (stat(path.c_str(), &st) == 0) {
-    entry->file_size = st.st_size;
-    entry->mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  }
-}
-
-VersionEntry ScanVersionDir(const fs::path& dir, int64_t version, const std::string& root) {
+VersionEntry ScanVersionDir(const fs::path& dir, int64_t version, const ScanContext& ctx) {
+  const std::string& root = ctx.root;
   VersionEntry entry;
   entry.version = version;
   std::string rel = fs::relative(dir, root).string();
@@ -98,27 +88,26 @@ VersionEntry ScanVersionDir(const fs::path& dir, int64_t version, const std::str
   fs::path file = dir / candidates[0];
   entry.path = file.string();
   entry.relative_path = absl::StrCat(rel, "/", candidates[0]);
-  if (!InsideRoot(file, root)) {
-    entry.error = absl::FailedPreconditionError(
-        absl::StrCat(entry.relative_path, ": resolves outside the repository"));
+  if (!ctx.Allowed(file)) {
+    entry.error =
+        absl::FailedPreconditionError(absl::StrCat(entry.relative_path, ": ", kOutsideReason));
     return entry;
   }
   FillIdentity(entry.path, &entry);
   return entry;
 }
 
-using SkipFn = std::function<void(std::string path, std::string reason)>;
-
-ModelEntry ScanModelDir(const fs::path& dir, const std::string& name, const std::string& root,
-                        const SkipFn& skip) {
+ModelEntry ScanModelDir(const fs::path& dir, const std::string& name, const ScanContext& ctx) {
+  const SkipFn& skip = ctx.skip;
   ModelEntry model;
   model.name = name;
+  model.source = name;
   fs::path config = dir / kConfigFile;
   std::error_code ec;
   if (fs::exists(config, ec)) {
-    if (!InsideRoot(config, root)) {
+    if (!ctx.Allowed(config)) {
       model.config_error = absl::FailedPreconditionError(
-          absl::StrCat(name, "/", kConfigFile, ": resolves outside the repository"));
+          absl::StrCat(name, "/", kConfigFile, ": ", kOutsideReason));
     } else {
       model.config_path = absl::StrCat(name, "/", kConfigFile);
       absl::StatusOr<v1::ModelConfig> parsed =
@@ -160,11 +149,11 @@ ModelEntry ScanModelDir(const fs::path& dir, const std::string& name, const std:
                 "version directories are positive integers without leading zeros (1, 2, ...)");
       continue;
     }
-    if (!InsideRoot(item.path(), root)) {
-      skip_here(entry_name, "resolves outside the repository");
+    if (!ctx.Allowed(item.path())) {
+      skip_here(entry_name, kOutsideReason);
       continue;
     }
-    model.versions.push_back(ScanVersionDir(item.path(), version, root));
+    model.versions.push_back(ScanVersionDir(item.path(), version, ctx));
   }
   std::sort(model.versions.begin(), model.versions.end(),
             [](const VersionEntry& a, const VersionEntry& b) { return a.version > b.version; });
@@ -262,10 +251,21 @@ absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& path,
   return config;
 }
 
-absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root_in,
+absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root,
                                                        std::vector<std::string>* warnings,
                                                        const std::string& config_dir,
                                                        std::vector<SkippedEntry>* skipped) {
+  RepositoryOptions options;
+  options.root = root;
+  options.config_dir = config_dir;
+  return ScanRepository(options, warnings, skipped);
+}
+
+absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const RepositoryOptions& options,
+                                                       std::vector<std::string>* warnings,
+                                                       std::vector<SkippedEntry>* skipped) {
+  const std::string& root_in = options.root;
+  const std::string& config_dir = options.config_dir;
   std::error_code ec;
   fs::path root_path = fs::canonical(root_in, ec);
   if (ec || !fs::is_directory(root_path, ec)) {
@@ -279,6 +279,7 @@ absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root_i
     warn(absl::StrCat(path, ": skipped, ", reason));
     if (skipped != nullptr) skipped->push_back({std::move(path), std::move(reason)});
   };
+  const ScanContext ctx{root, options.follow_external_symlinks, skip};
   std::vector<ModelEntry> models;
   std::vector<fs::directory_entry> items;
   for (const auto& item : fs::directory_iterator(root_path, ec)) items.push_back(item);
@@ -287,16 +288,20 @@ absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root_i
     std::string entry_name = item.path().filename().string();
     if (entry_name.empty() || entry_name[0] == '.') continue;
     std::error_code item_ec;
+    if (item.is_directory(item_ec) && internal_repository::IsHfCacheEntry(entry_name)) {
+      internal_repository::ScanHfCacheEntry(item.path(), entry_name, ctx, &models);
+      continue;
+    }
     if (item.is_directory(item_ec)) {
       if (!ValidateModelName(entry_name).ok()) {
         skip(entry_name, "not a valid model name");
         continue;
       }
-      if (!InsideRoot(item.path(), root)) {
-        skip(entry_name, "resolves outside the repository");
+      if (!ctx.Allowed(item.path())) {
+        skip(entry_name, kOutsideReason);
         continue;
       }
-      models.push_back(ScanModelDir(item.path(), entry_name, root, skip));
+      models.push_back(ScanModelDir(item.path(), entry_name, ctx));
       continue;
     }
     // A bare file: <name>.pt, <name>.pth or <name>.safetensors is version 1.
@@ -316,30 +321,34 @@ absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root_i
     }
     ModelEntry model;
     model.name = stem;
+    model.source = entry_name;
     VersionEntry version;
     version.version = 1;
     version.path = (root_path / entry_name).string();
     version.relative_path = entry_name;
-    if (!InsideRoot(item.path(), root)) {
-      version.error = absl::FailedPreconditionError(
-          absl::StrCat(entry_name, ": resolves outside the repository"));
+    if (!ctx.Allowed(item.path())) {
+      version.error =
+          absl::FailedPreconditionError(absl::StrCat(entry_name, ": ", kOutsideReason));
     }
     FillIdentity(version.path, &version);
     model.versions.push_back(std::move(version));
     models.push_back(std::move(model));
   }
   if (ec) return absl::NotFoundError(absl::StrCat("repository ", root_in, ": ", ec.message()));
-  std::sort(models.begin(), models.end(),
-            [](const ModelEntry& a, const ModelEntry& b) { return a.name < b.name; });
-  // A bare file and a directory with the same name: the directory wins.
+  // Entries serving the same name: a model directory wins over a hub cache
+  // entry ("org--m" over "models--org--m"), which wins over a bare file.
+  auto rank = [](const ModelEntry& m) {
+    if (m.source == m.name) return 0;
+    return internal_repository::IsHfCacheEntry(m.source) ? 1 : 2;
+  };
+  std::sort(models.begin(), models.end(), [&](const ModelEntry& a, const ModelEntry& b) {
+    return std::make_pair(a.name, rank(a)) < std::make_pair(b.name, rank(b));
+  });
   for (size_t i = 1; i < models.size();) {
     if (models[i].name == models[i - 1].name) {
-      warn(absl::StrCat(models[i].name, ": both a directory and a bare file; using the directory"));
-      auto is_dir = [](const ModelEntry& m) {
-        return m.versions.empty() || m.versions[0].relative_path.find('/') != std::string::npos;
-      };
-      bool prev_is_dir = is_dir(models[i - 1]);
-      models.erase(models.begin() + (prev_is_dir ? i : i - 1));
+      warn(absl::StrCat(models[i].name, ": both ", models[i - 1].source, " and ",
+                        models[i].source, " serve this model; using ", models[i - 1].source));
+      models.erase(models.begin() + i);
     } else {
       ++i;
     }

@@ -3,6 +3,12 @@
 //   <repo>/<model>/<version>/<checkpoint>    version = positive integer
 //   <repo>/<model>/model.pbtxt               optional weightd.v1.ModelConfig
 //   <repo>/<name>.{pt,pth,safetensors}       a bare file: model <name>, version 1
+//   <repo>/models--ORG--NAME/...             a Hugging Face hub cache entry:
+//                                            model ORG--NAME (hf_cache.h)
+//
+// Symlinks are followed while they resolve inside the repository; one that
+// leaves it is refused ("resolves outside the repository") unless
+// follow_external_symlinks is set.
 //
 // A version directory holds exactly one checkpoint: one *.pt, *.pth, *.bin or
 // *.safetensors file, or one *.safetensors.index.json (the shards beside it).
@@ -51,6 +57,9 @@ struct SkippedEntry {
 
 struct ModelEntry {
   std::string name;
+  // The repository root entry the model comes from: "m" (a directory),
+  // "m.pt" (a bare file), "models--org--m" (a hub cache entry).
+  std::string source;
   // Why `versions` is empty ("no version directory ..."); empty otherwise.
   std::string no_versions_reason;
   v1::ModelConfig config;
@@ -72,7 +81,15 @@ absl::Status ValidateModelName(absl::string_view name);
 absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& path,
                                                  absl::string_view shown_path = "");
 
-// Scans `root`, and `config_dir` when not empty (see above). NotFound /
+struct RepositoryOptions {
+  std::string root;
+  std::string config_dir;  // see above; empty: none
+  // Serve files through symlinks that leave `root`. Whoever can write the
+  // repository can then make the daemon read any file it can read.
+  bool follow_external_symlinks = false;
+};
+
+// Scans options.root, and options.config_dir when not empty (see above). NotFound /
 // InvalidArgument when the root or the config directory is not a readable
 // directory; problems with single models, versions or config files are
 // recorded in their entries, so one bad model never hides the others.
@@ -86,6 +103,9 @@ absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const std::string& root,
                                                        std::vector<std::string>* warnings,
                                                        const std::string& config_dir = "",
                                                        std::vector<SkippedEntry>* skipped = nullptr);
+absl::StatusOr<std::vector<ModelEntry>> ScanRepository(const RepositoryOptions& options,
+                                                       std::vector<std::string>* warnings,
+                                                       std::vector<SkippedEntry>* skipped);
 
 }  // namespace weightd
 

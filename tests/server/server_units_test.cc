@@ -70,6 +70,64 @@ TEST(ScanRepository, RecordsAVersionWithTwoCheckpointsAsAnError) {
   EXPECT_THAT((*models)[0].versions[0].error.message(), HasSubstr("more than one checkpoint"));
 }
 
+// The plain layout too: a version's checkpoint linking out of the root is
+// refused, and served with follow_external_symlinks.
+TEST(ScanRepository, RefusesACheckpointLinkingOutUnlessAllowed) {
+  namespace fs = std::filesystem;
+  const std::string base = ::testing::TempDir() + "/scan_link";
+  fs::remove_all(base);
+  fs::create_directories(base + "/repo/m/1");
+  std::ofstream(base + "/elsewhere.pt") << "x";
+  fs::create_symlink("../../../elsewhere.pt", base + "/repo/m/1/model.pt");
+  RepositoryOptions options;
+  options.root = base + "/repo";
+  absl::StatusOr<std::vector<ModelEntry>> models = ScanRepository(options, nullptr, nullptr);
+  ASSERT_TRUE(models.ok()) << models.status();
+  ASSERT_EQ(models->size(), 1);
+  ASSERT_EQ((*models)[0].versions.size(), 1);
+  EXPECT_EQ((*models)[0].versions[0].error.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT((*models)[0].versions[0].error.message(),
+              HasSubstr("m/1/model.pt: resolves outside the repository"));
+
+  options.follow_external_symlinks = true;
+  models = ScanRepository(options, nullptr, nullptr);
+  ASSERT_TRUE(models.ok()) << models.status();
+  ASSERT_EQ((*models)[0].versions.size(), 1);
+  EXPECT_TRUE((*models)[0].versions[0].error.ok()) << (*models)[0].versions[0].error;
+  EXPECT_EQ((*models)[0].versions[0].file_size, 1);
+}
+
+TEST(ScanRepository, PrefersADirectoryOverAHubCacheEntryOverABareFile) {
+  namespace fs = std::filesystem;
+  const std::string root = ::testing::TempDir() + "/scan_same_name";
+  fs::remove_all(root);
+  fs::create_directories(root + "/org--m/1");
+  std::ofstream(root + "/org--m/1/a.pt") << "x";
+  const std::string hub_snapshot = root + "/models--org--m/snapshots/abc";
+  fs::create_directories(hub_snapshot);
+  fs::create_directories(root + "/models--org--m/refs");
+  std::ofstream(root + "/models--org--m/refs/main") << "abc";
+  std::ofstream(hub_snapshot + "/model.safetensors") << "x";
+  std::ofstream(root + "/org--m.pt") << "x";
+  std::ofstream(root + "/org--n.pt") << "x";
+  fs::create_directories(root + "/models--org--n/snapshots/abc");
+  fs::create_directories(root + "/models--org--n/refs");
+  std::ofstream(root + "/models--org--n/refs/main") << "abc";
+  std::ofstream(root + "/models--org--n/snapshots/abc/pytorch_model.bin") << "x";
+  std::vector<std::string> warnings;
+  absl::StatusOr<std::vector<ModelEntry>> models = ScanRepository(root, &warnings);
+  ASSERT_TRUE(models.ok()) << models.status();
+  ASSERT_EQ(models->size(), 2);
+  EXPECT_EQ((*models)[0].source, "org--m");
+  EXPECT_EQ((*models)[0].versions[0].relative_path, "org--m/1/a.pt");
+  EXPECT_EQ((*models)[1].source, "models--org--n");
+  EXPECT_EQ((*models)[1].versions[0].relative_path,
+            "models--org--n/snapshots/abc/pytorch_model.bin");
+  EXPECT_THAT(warnings, ::testing::Contains(
+                            "org--n: both models--org--n and org--n.pt serve this model; using "
+                            "models--org--n"));
+}
+
 TEST(HalfConversion, RoundsToNearestEven) {
   // 1 + 2^-11 lies halfway between two halves: ties go to the even one (1.0).
   EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3C00);
