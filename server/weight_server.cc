@@ -67,22 +67,15 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
   return credentials;
 }
 
-// Drops the server builder plugins (reflection registers itself with every
-// builder of the process): the health port serves Health and nothing else.
-class NoPlugins final : public grpc::ServerBuilderOption {
- public:
-  void UpdateArguments(grpc::ChannelArguments* args) override {}
-  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
-    plugins->clear();
-  }
-};
-
 // The plaintext health-only server on `listen`; *port receives its port.
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& listen,
                                                                 HealthService* health,
                                                                 int* port) {
+  // Health and, through the reflection plugin every builder of this process
+  // gets, reflection: grpcurl needs it to call Health/Check. Reflection lists
+  // this server's services only (Health and itself); the weight and admin
+  // services are not registered here.
   grpc::ServerBuilder builder;
-  builder.SetOption(std::make_unique<NoPlugins>());
   // gRPC sets SO_REUSEPORT by default: a second server on a taken port
   // would start and share its connections.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -305,4 +305,17 @@ nlohmann::ordered_json MatchReportToJson(const MatchReport& report) {
   return out;
 }
 
+std::string ErrorSummary(const MatchReport& report, size_t max_bytes) {
+  std::string joined = absl::StrJoin(report.errors, "; ");
+  if (joined.size() <= max_bytes) return joined;
+  const std::string note = absl::StrCat(" ... (", joined.size(), " bytes of errors in all; ",
+                                        report.errors.size(),
+                                        " errors, listed whole in the match report)");
+  size_t keep = max_bytes > note.size() ? max_bytes - note.size() : 0;
+  // Not inside a UTF-8 sequence: back up over continuation bytes.
+  while (keep > 0 && (static_cast<unsigned char>(joined[keep]) & 0xC0) == 0x80) --keep;
+  joined.resize(keep);
+  return joined + note;
+}
+
 }  // namespace weightd

@@ -125,6 +125,13 @@ absl::StatusOr<MatchReport> Match(absl::Span<const TensorEntry> source,
 // error_handler_t::replace, as nlohmann throws on invalid UTF-8 otherwise.
 nlohmann::ordered_json MatchReportToJson(const MatchReport& report);
 
+// The report's errors joined with "; ", cut to at most `max_bytes` (at a
+// UTF-8 character boundary, with a note of what was left out). For the gRPC
+// status of a failed Fetch: it travels in trailing metadata, which clients
+// cap (gRPC C++ and Python at 8 KiB by default), and a strict load into a big
+// model can list thousands of keys. The report sent before it lists them all.
+std::string ErrorSummary(const MatchReport& report, size_t max_bytes);
+
 }  // namespace weightd
 
 #endif  // WEIGHTD_CORE_MATCH_MATCH_H_

@@ -8,14 +8,18 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "core/match/match.h"
 #include "server/cache/dtype_cast.h"
 #include "server/service/convert.h"
 #include "proto/grpc_status.h"
 
 namespace weightd {
 namespace {
+
+// A failed Fetch's status message: well under the 8 KiB metadata limit that
+// gRPC clients default to (the errors are whole in the report).
+constexpr size_t kMaxStatusMessageBytes = 2048;
 
 grpc::ByteBuffer Serialize(const v1::FetchResponse& response) {
   std::string bytes = response.SerializeAsString();
@@ -95,9 +99,10 @@ void FetchReactor::Continue() {
   }
   if (!*more) {
     if (!plan_.report.ok()) {
-      // The report went first, so the client can show why.
+      // The report went first, so the client can show why; the status
+      // message is bounded because it travels in metadata.
       FinishOnce(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                              absl::StrJoin(plan_.report.errors, "; ")));
+                              ErrorSummary(plan_.report, kMaxStatusMessageBytes)));
     } else {
       FinishOnce(grpc::Status::OK);
     }

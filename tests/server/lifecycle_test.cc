@@ -1,7 +1,5 @@
 // Model lifecycle (unload, rescan, eviction, failures), health and
 // reflection, through a real channel.
-#include <google/protobuf/unknown_field_set.h>
-#include <grpcpp/support/sync_stream.h>
 
 #include <thread>
 
@@ -218,64 +216,15 @@ TEST_F(LifecycleTest, HealthWatchSeesNotServingWhenShutdownBegins) {
   stopper.join();
 }
 
-// grpc.reflection.v1alpha by hand (Debian ships no reflection client):
-// ServerReflectionRequest.list_services = 7, .file_containing_symbol = 4;
-// ServerReflectionResponse.file_descriptor_response = 4,
-// .list_services_response = 6 { service = 1 { name = 1 } }, .error_response = 7.
-std::string LengthDelimited(int field, const std::string& value) {
-  std::string out(1, static_cast<char>((field << 3) | 2));
-  out.push_back(static_cast<char>(value.size()));  // < 128 here
-  return out + value;
-}
-
-std::string Reflect(grpc::Channel* channel, const std::string& request) {
-  grpc::ClientContext context;
-  auto stream = std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>>(
-      grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
-          channel,
-          grpc::internal::RpcMethod(
-              "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-              grpc::internal::RpcMethod::BIDI_STREAMING),
-          &context));
-  grpc::Slice slice(request);
-  EXPECT_TRUE(stream->Write(grpc::ByteBuffer(&slice, 1)));
-  stream->WritesDone();
-  grpc::ByteBuffer reply;
-  EXPECT_TRUE(stream->Read(&reply));
-  EXPECT_TRUE(stream->Finish().ok());
-  std::vector<grpc::Slice> slices;
-  reply.Dump(&slices).IgnoreError();
-  std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return bytes;
-}
-
 TEST_F(LifecycleTest, ReflectionListsTheServicesAndDescribesHealth) {
   StartServer();
-  google::protobuf::UnknownFieldSet reply;
-  ASSERT_TRUE(reply.ParseFromString(Reflect(channel_.get(), LengthDelimited(7, "*"))));
-  std::vector<std::string> services;
-  for (int i = 0; i < reply.field_count(); ++i) {
-    if (reply.field(i).number() != 6) continue;
-    google::protobuf::UnknownFieldSet list;
-    ASSERT_TRUE(list.ParseFromString(reply.field(i).length_delimited()));
-    for (int j = 0; j < list.field_count(); ++j) {
-      google::protobuf::UnknownFieldSet service;
-      ASSERT_TRUE(service.ParseFromString(list.field(j).length_delimited()));
-      services.push_back(service.field(0).length_delimited());
-    }
-  }
+  std::vector<std::string> services = ReflectedServices(channel_.get());
   EXPECT_THAT(services, Contains("weightd.v1.WeightService"));
   EXPECT_THAT(services, Contains("weightd.v1.AdminService"));
   EXPECT_THAT(services, Contains("grpc.health.v1.Health"));
   EXPECT_THAT(services, Contains("grpc.reflection.v1alpha.ServerReflection"));
-
-  reply.Clear();
-  ASSERT_TRUE(
-      reply.ParseFromString(Reflect(channel_.get(), LengthDelimited(4, "grpc.health.v1.Health"))));
-  bool described = false;
-  for (int i = 0; i < reply.field_count(); ++i) described |= reply.field(i).number() == 4;
-  EXPECT_TRUE(described) << "reflection cannot describe grpc.health.v1.Health";
+  EXPECT_TRUE(ReflectionDescribes(channel_.get(), "grpc.health.v1.Health"))
+      << "reflection cannot describe grpc.health.v1.Health";
 }
 
 }  // namespace

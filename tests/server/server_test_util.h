@@ -3,7 +3,9 @@
 #ifndef WEIGHTD_TESTS_SERVER_SERVER_TEST_UTIL_H_
 #define WEIGHTD_TESTS_SERVER_SERVER_TEST_UTIL_H_
 
+#include <google/protobuf/unknown_field_set.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/sync_stream.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -128,6 +130,68 @@ inline FetchResult FetchAll(v1::WeightService::Stub* stub, const v1::FetchReques
   return result;
 }
 
+// grpc.reflection.v1alpha by hand (Debian ships no reflection client):
+// ServerReflectionRequest.list_services = 7, .file_containing_symbol = 4;
+// ServerReflectionResponse.file_descriptor_response = 4,
+// .list_services_response = 6 { service = 1 { name = 1 } }, .error_response = 7.
+inline std::string LengthDelimited(int field, const std::string& value) {
+  std::string out(1, static_cast<char>((field << 3) | 2));
+  out.push_back(static_cast<char>(value.size()));  // < 128 here
+  return out + value;
+}
+
+// One ServerReflectionInfo exchange: `request` out, the reply's bytes back.
+inline std::string Reflect(grpc::Channel* channel, const std::string& request) {
+  grpc::ClientContext context;
+  auto stream = std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>>(
+      grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
+          channel,
+          grpc::internal::RpcMethod(
+              "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+              grpc::internal::RpcMethod::BIDI_STREAMING),
+          &context));
+  grpc::Slice slice(request);
+  EXPECT_TRUE(stream->Write(grpc::ByteBuffer(&slice, 1)));
+  stream->WritesDone();
+  grpc::ByteBuffer reply;
+  EXPECT_TRUE(stream->Read(&reply));
+  EXPECT_TRUE(stream->Finish().ok());
+  std::vector<grpc::Slice> slices;
+  reply.Dump(&slices).IgnoreError();
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return bytes;
+}
+
+// The service names reflection lists on `channel`'s server.
+inline std::vector<std::string> ReflectedServices(grpc::Channel* channel) {
+  google::protobuf::UnknownFieldSet reply;
+  EXPECT_TRUE(reply.ParseFromString(Reflect(channel, LengthDelimited(7, "*"))));
+  std::vector<std::string> services;
+  for (int i = 0; i < reply.field_count(); ++i) {
+    if (reply.field(i).number() != 6) continue;
+    google::protobuf::UnknownFieldSet list;
+    EXPECT_TRUE(list.ParseFromString(reply.field(i).length_delimited()));
+    for (int j = 0; j < list.field_count(); ++j) {
+      google::protobuf::UnknownFieldSet service;
+      EXPECT_TRUE(service.ParseFromString(list.field(j).length_delimited()));
+      services.push_back(service.field(0).length_delimited());
+    }
+  }
+  return services;
+}
+
+// Whether reflection answers a file descriptor for `symbol` (what grpcurl
+// needs before it can call a method of it).
+inline bool ReflectionDescribes(grpc::Channel* channel, const std::string& symbol) {
+  google::protobuf::UnknownFieldSet reply;
+  EXPECT_TRUE(reply.ParseFromString(Reflect(channel, LengthDelimited(4, symbol))));
+  bool described = false;
+  for (int i = 0; i < reply.field_count(); ++i) described |= reply.field(i).number() == 4;
+  return described;
+}
+
 }  // namespace weightd::testing
+
 
 #endif  // WEIGHTD_TESTS_SERVER_SERVER_TEST_UTIL_H_

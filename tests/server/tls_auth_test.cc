@@ -249,6 +249,18 @@ TEST_F(TlsAuthTest, HealthPortDoesNotServeTheWeightService) {
             grpc::StatusCode::UNIMPLEMENTED);
 }
 
+// deploy/README.md's `grpcurl -plaintext localhost:8081 grpc.health.v1.Health/Check`
+// needs reflection to describe Health on the health port.
+TEST_F(TlsAuthTest, HealthPortIsReflectableAndListsHealthOnly) {
+  Start(true, true, true, "127.0.0.1:0");
+  std::shared_ptr<grpc::Channel> health = HealthPortChannel(*server_);
+  std::vector<std::string> services = ReflectedServices(health.get());
+  EXPECT_THAT(services, ::testing::Contains("grpc.health.v1.Health"));
+  EXPECT_THAT(services, ::testing::Not(::testing::Contains("weightd.v1.WeightService")));
+  EXPECT_THAT(services, ::testing::Not(::testing::Contains("weightd.v1.AdminService")));
+  EXPECT_TRUE(ReflectionDescribes(health.get(), "grpc.health.v1.Health"));
+}
+
 TEST_F(TlsAuthTest, HealthPortReportsTheDrain) {
   Start(true, false, true, "127.0.0.1:0");
   std::shared_ptr<grpc::Channel> health = HealthPortChannel(*server_);

@@ -12,6 +12,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::StartsWith;
 
 const v1::Model* FindModel(const v1::ListModelsResponse& list, const std::string& name) {
   for (const v1::Model& m : list.models()) {
@@ -148,6 +149,26 @@ TEST_F(WeightServiceTest, StrictnessDecidesAndUnspecifiedFallsBackToTheLegacyBoo
   EXPECT_FALSE(MatchLenetMissingOneKey(stub_.get(), options).ok());
   options.set_strict(false);
   EXPECT_TRUE(MatchLenetMissingOneKey(stub_.get(), options).ok());
+}
+
+// A strict load into a big model can fail on thousands of keys: the status
+// travels in trailing metadata (8 KiB by default in gRPC clients), so it is
+// bounded, and the report before it lists every key.
+TEST_F(WeightServiceTest, AFailedFetchHasABoundedStatusAndTheWholeReport) {
+  v1::FetchRequest request;
+  request.set_model("lenet");
+  for (const v1::TargetTensor& t : TargetOf("lenet")) *request.add_target() = t;
+  for (int i = 0; i < 3000; ++i) {
+    request.add_target()->set_name(absl::StrCat("decoder.layers.", i, ".self_attn.weight"));
+  }
+  request.mutable_options()->set_strictness(v1::STRICTNESS_STRICT);
+  FetchResult result = FetchAll(stub_.get(), request);
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << result.status.error_message();
+  EXPECT_LE(result.status.error_message().size(), 2048u);
+  EXPECT_THAT(result.status.error_message(), StartsWith("Missing key(s) in state_dict: "));
+  EXPECT_EQ(result.report.missing_keys_size(), 3000);
+  EXPECT_TRUE(result.tensors.empty());
 }
 
 TEST_F(WeightServiceTest, AMatchOfNoTensorFailsUnlessAllowEmpty) {

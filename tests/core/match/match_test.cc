@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -13,6 +14,7 @@ using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::StartsWith;
 
 TensorEntry F32(std::string name, std::vector<int64_t> shape) {
   return TensorEntry{std::move(name), DType::kFloat32, std::move(shape)};
@@ -382,4 +384,28 @@ TEST(MatchJsonTest, EmptyListsAreArrays) {
 }
 
 }  // namespace
+TEST(ErrorSummaryTest, KeepsShortErrorsWhole) {
+  MatchReport report;
+  report.errors = {"a", "b"};
+  EXPECT_EQ(ErrorSummary(report, 100), "a; b");
+}
+
+TEST(ErrorSummaryTest, CutsLongErrorsToTheBoundAtACharacterBoundary) {
+  MatchReport report;
+  std::string keys;
+  for (int i = 0; i < 3000; ++i) absl::StrAppend(&keys, "\"layer", i, ".w\u00e9ight\", ");
+  report.errors = {absl::StrCat("Missing key(s) in state_dict: ", keys), "second"};
+  // Every alignment of the cut against the two-byte "\u00e9" comes up.
+  for (size_t bound = 2000; bound < 2060; ++bound) {
+    const std::string summary = ErrorSummary(report, bound);
+    EXPECT_LE(summary.size(), bound);
+    EXPECT_GT(summary.size(), bound - 8);  // cut at most one character short
+    EXPECT_THAT(summary, StartsWith("Missing key(s) in state_dict: \"layer0."));
+    EXPECT_THAT(summary, HasSubstr("2 errors, listed whole in the match report"));
+    // Every byte up to the note is a whole UTF-8 sequence.
+    const std::string kept = summary.substr(0, summary.find(" ... ("));
+    EXPECT_NE(static_cast<unsigned char>(kept.back()), 0xC3) << bound;
+  }
+}
+
 }  // namespace weightd
