@@ -263,6 +263,31 @@ def training_checkpoint(loss_as_tensor):
     }
 
 
+def adamw_scheduler_checkpoint():
+    """A full checkpoint with AdamW and a cosine LR scheduler after two steps:
+    torch 2.x adds tensor `step`s and None-valued `foreach`/`fused`. (Not
+    OneCycleLR: torch 1.13 puts a bound method in its state dict.)"""
+    model = lenet(3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10, eta_min=1e-5)
+    for _ in range(2):
+        train_steps(model, optimizer, steps=1, batch_size=4)
+        scheduler.step()
+    return {
+        "epoch": 2,
+        "model_state_dict": model.state_dict(),
+        "optimizer_state_dict": optimizer.state_dict(),
+        "scheduler_state_dict": scheduler.state_dict(),
+        "torch_version": str(torch.__version__),  # a TorchVersion object is refused
+    }
+
+
+def compiled_state_dict():
+    """The state dict of a torch.compile'd module (torch >= 2.0): every name
+    carries "_orig_mod."; compiling happens at the first call, so none runs."""
+    return torch.compile(lenet(21)).state_dict()
+
+
 def lightning_checkpoint():
     """What PyTorch Lightning saves: state_dict with a "model." prefix."""
     model = lenet(2)
@@ -399,6 +424,10 @@ def case_list():
         torch_save(training_checkpoint(True)))
     add(Case("training_select_optimizer", "training_select_optimizer.pt", zip_,
              select_arg="optimizer_state_dict"), torch_save(training_checkpoint(True)))
+    add(Case("training_adamw_scheduler", "training_adamw_scheduler.pt", zip_),
+        torch_save(adamw_scheduler_checkpoint()))
+    if hasattr(torch, "compile"):  # torch 2.x only: the trixie lane
+        add(Case("compiled", "compiled.pt", zip_), torch_save(compiled_state_dict()))
     add(Case("lightning", "lightning.ckpt", zip_), torch_save(lightning_checkpoint()))
     add(Case("data_parallel", "data_parallel.pt", zip_),
         torch_save(nn.DataParallel(lenet(7)).state_dict()))
@@ -461,7 +490,9 @@ def read_back(case, path):
             tensors, _ = safetensors_io.read(os.path.join(os.path.dirname(path), shard))
             root.update(tensors)
         return {n: root[n] for n in index["weight_map"]}, None
-    return torch.load(path, map_location="cpu"), None
+    # Trusted: this script wrote the file. torch 2.6 defaults to
+    # weights_only=True, which refuses e.g. protocol-4 legacy pickles.
+    return torch.load(path, map_location="cpu", weights_only=False), None
 
 
 def generate(outdir):
