@@ -17,7 +17,8 @@
 namespace weightd {
 namespace {
 
-absl::Status NeedsNewerLibTorch(DType dtype, absl::string_view version) {
+// Unused when this LibTorch has every dtype (2.3 and later).
+[[maybe_unused]] absl::Status NeedsNewerLibTorch(DType dtype, absl::string_view version) {
   return absl::FailedPreconditionError(
       absl::StrCat("dtype ", DTypeName(dtype), " needs LibTorch >= ", version,
                    " (this client was built with LibTorch ", TORCH_VERSION_MAJOR, ".",
