@@ -1,7 +1,6 @@
 #include "core/checkpoint/float8.h"
 
 #include <cmath>
-#include <cstring>
 
 namespace weightd {
 namespace {
@@ -30,16 +29,6 @@ Format FormatOf(DType dtype) {
   }
 }
 
-float FromBits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-uint32_t Bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
 
 }  // namespace
 
@@ -50,21 +39,21 @@ float Float8ToFloat(uint8_t bits, DType dtype) {
   const uint32_t mantissa = magnitude & ((1u << f.mantissa_bits) - 1);
   const uint32_t exponent = magnitude >> f.mantissa_bits;
   // c10 returns this signalling-NaN pattern for the fnuz NaN (0x80).
-  if (f.special == Special::kFnuz && bits == 0x80) return FromBits(0x7f800001u);
+  if (f.special == Special::kFnuz && bits == 0x80) return FloatFromBits(0x7f800001u);
   if (f.special == Special::kFn && magnitude == 0x7f) {
     // c10 keeps the mantissa as the NaN payload's top bits.
-    return FromBits(sign | 0x7f800000u | 0x400000u | (mantissa << (23 - f.mantissa_bits)));
+    return FloatFromBits(sign | 0x7f800000u | 0x400000u | (mantissa << (23 - f.mantissa_bits)));
   }
   if (f.special == Special::kIeee && exponent == (1u << f.exponent_bits) - 1) {
-    if (mantissa == 0) return FromBits(sign | 0x7f800000u);
-    return FromBits(sign | 0x7f800000u | 0x400000u | (mantissa << (23 - f.mantissa_bits)));
+    if (mantissa == 0) return FloatFromBits(sign | 0x7f800000u);
+    return FloatFromBits(sign | 0x7f800000u | 0x400000u | (mantissa << (23 - f.mantissa_bits)));
   }
   // Every finite float8 value is exact in float32.
   double value = exponent == 0
                      ? std::ldexp(static_cast<double>(mantissa), 1 - f.bias - f.mantissa_bits)
                      : std::ldexp(static_cast<double>(mantissa | (1u << f.mantissa_bits)),
                                   static_cast<int>(exponent) - f.bias - f.mantissa_bits);
-  return FromBits(sign | Bits(static_cast<float>(value)));
+  return FloatFromBits(sign | FloatBits(static_cast<float>(value)));
 }
 
 uint8_t FloatToFloat8(float value, DType dtype) {

@@ -12,10 +12,23 @@
 #define WEIGHTD_CORE_CHECKPOINT_FLOAT8_H_
 
 #include <cstdint>
+#include <cstring>
 
 #include "core/checkpoint/dtype.h"
 
 namespace weightd {
+
+// A float32's bits and back (the memcpy every compiler turns into a move).
+inline uint32_t FloatBits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+inline float FloatFromBits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
 
 // `dtype` must satisfy IsFloat8.
 float Float8ToFloat(uint8_t bits, DType dtype);

@@ -10,16 +10,6 @@
 namespace weightd {
 namespace {
 
-uint32_t Bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-float FromBits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 template <typename T>
 T Load(const uint8_t* p) {
@@ -172,19 +162,19 @@ absl::Status Encode(uint8_t* p, const Element& e, DType from, DType to, size_t i
 // (0x7fc00000) that is 0x7e00 as in torch 1.13.
 uint16_t FloatToHalf(float f) {
   if (std::isnan(f)) {
-    const uint32_t w = Bits(f);
+    const uint32_t w = FloatBits(f);
     return static_cast<uint16_t>(((w >> 16) & 0x8000u) | 0x7e00u | ((w & 0x7fffffu) >> 13));
   }
-  const float scale_to_inf = FromBits(UINT32_C(0x77800000));   // 0x1.0p+112f
-  const float scale_to_zero = FromBits(UINT32_C(0x08800000));  // 0x1.0p-110f
+  const float scale_to_inf = FloatFromBits(UINT32_C(0x77800000));   // 0x1.0p+112f
+  const float scale_to_zero = FloatFromBits(UINT32_C(0x08800000));  // 0x1.0p-110f
   float base = (std::fabs(f) * scale_to_inf) * scale_to_zero;
-  const uint32_t w = Bits(f);
+  const uint32_t w = FloatBits(f);
   const uint32_t shl1_w = w + w;
   const uint32_t sign = w & UINT32_C(0x80000000);
   uint32_t bias = shl1_w & UINT32_C(0xFF000000);
   if (bias < UINT32_C(0x71000000)) bias = UINT32_C(0x71000000);
-  base = FromBits((bias >> 1) + UINT32_C(0x07800000)) + base;
-  const uint32_t bits = Bits(base);
+  base = FloatFromBits((bias >> 1) + UINT32_C(0x07800000)) + base;
+  const uint32_t bits = FloatBits(base);
   const uint32_t exp_bits = (bits >> 13) & UINT32_C(0x00007C00);
   const uint32_t mantissa_bits = bits & UINT32_C(0x00000FFF);
   const uint32_t nonsign = exp_bits + mantissa_bits;
@@ -198,23 +188,23 @@ float HalfToFloat(uint16_t h) {
   const uint32_t sign = w & UINT32_C(0x80000000);
   const uint32_t two_w = w + w;
   const uint32_t exp_offset = UINT32_C(0xE0) << 23;
-  const float exp_scale = FromBits(UINT32_C(0x7800000));  // 0x1.0p-112f
-  const float normalized = FromBits((two_w >> 4) + exp_offset) * exp_scale;
+  const float exp_scale = FloatFromBits(UINT32_C(0x7800000));  // 0x1.0p-112f
+  const float normalized = FloatFromBits((two_w >> 4) + exp_offset) * exp_scale;
   const uint32_t magic_mask = UINT32_C(126) << 23;
-  const float denormalized = FromBits((two_w >> 17) | magic_mask) - 0.5f;
+  const float denormalized = FloatFromBits((two_w >> 17) | magic_mask) - 0.5f;
   const uint32_t cutoff = UINT32_C(1) << 27;
-  return FromBits(sign | (two_w < cutoff ? Bits(denormalized) : Bits(normalized)));
+  return FloatFromBits(sign | (two_w < cutoff ? FloatBits(denormalized) : FloatBits(normalized)));
 }
 
 // c10/util/BFloat16.h: round_to_nearest_even.
 uint16_t FloatToBFloat16(float f) {
   if (std::isnan(f)) return UINT16_C(0x7FC0);
-  const uint32_t u = Bits(f);
+  const uint32_t u = FloatBits(f);
   const uint32_t rounding_bias = ((u >> 16) & 1) + UINT32_C(0x7FFF);
   return static_cast<uint16_t>((u + rounding_bias) >> 16);
 }
 
-float BFloat16ToFloat(uint16_t bits) { return FromBits(static_cast<uint32_t>(bits) << 16); }
+float BFloat16ToFloat(uint16_t bits) { return FloatFromBits(static_cast<uint32_t>(bits) << 16); }
 
 absl::Status CheckCast(DType from, DType to) {
   if (from == to) return absl::OkStatus();
