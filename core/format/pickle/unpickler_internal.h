@@ -40,6 +40,7 @@ enum class GlobalKind {
   kByteArray,
   kParameterClass,  // only inside _rebuild_from_type_v2
   kTensorClass,     // only inside _rebuild_from_type_v2
+  kTorchVersion,    // torch.torch_version.TorchVersion('2.6.0'): a str subclass
 };
 
 struct GlobalRef {

@@ -98,6 +98,13 @@ absl::StatusOr<Item> Machine::FindGlobal(absl::string_view module, absl::string_
       if (dtype.ok()) return Item(Value::DTypeValue(*dtype));
     }
   }
+  // torch.save of torch.__version__ (trainers store it in checkpoints). It is a
+  // str subclass whose NEWOBJ takes the version text; it becomes that string.
+  // torch's weights_only unpickler refuses it; nothing is executed here, and
+  // refusing would lose the weights over a version string.
+  if (module == "torch.torch_version" && name == "TorchVersion") {
+    return Item(MakeGlobal(GlobalKind::kTorchVersion, full));
+  }
   if (module == "_codecs" && name == "encode") {
     return Item(MakeGlobal(GlobalKind::kCodecsEncode, full));
   }
@@ -217,6 +224,11 @@ absl::StatusOr<Item> Machine::CallGlobal(const GlobalRef& fn, absl::Span<const I
       }
       if (encoding == "utf-8" || encoding == "utf8") return Item(Value::Bytes(std::move(text)));
       return Refuse(absl::StrCat(fn.name, " with encoding '", encoding, "' is not supported"));
+    }
+    case GlobalKind::kTorchVersion: {
+      if (args.size() != 1) return bad_args();
+      WEIGHTD_ASSIGN_OR_RETURN(std::string text, StrArg(args[0], fn.name));
+      return Item(Value::String(std::move(text)));
     }
     case GlobalKind::kRebuildTensorV2:
     case GlobalKind::kRebuildTensorV3:

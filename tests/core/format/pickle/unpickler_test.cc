@@ -176,6 +176,17 @@ TEST(UnpicklerTest, ReadsDevicesAndDtypes) {
   EXPECT_EQ(v->Find("f")->dtype(), DType::kFloat32);
 }
 
+TEST(UnpicklerTest, ReadsTorchVersionAsItsText) {
+  // Trainers save torch.__version__, a TorchVersion (str subclass, NEWOBJ).
+  RecordingLoader loader;
+  ValuePtr v = Load("save({'torch_version': torch.__version__, 'v': str(torch.__version__)})",
+                    &loader);
+  ASSERT_NE(v, nullptr);
+  ASSERT_TRUE(v->Find("torch_version")->is(Value::Kind::kString));
+  EXPECT_EQ(v->Find("torch_version")->str(), v->Find("v")->str());
+  EXPECT_FALSE(v->Find("v")->str().empty());
+}
+
 TEST(UnpicklerTest, ReadsTorchSizeAsTuple) {
   RecordingLoader loader;
   ValuePtr v = Load("save({'s': torch.Size([2, 3])})", &loader);
