@@ -278,7 +278,7 @@ def adamw_scheduler_checkpoint():
         "model_state_dict": model.state_dict(),
         "optimizer_state_dict": optimizer.state_dict(),
         "scheduler_state_dict": scheduler.state_dict(),
-        "torch_version": str(torch.__version__),  # a TorchVersion object is refused
+        "torch_version": torch.__version__,  # a TorchVersion (str subclass): read as its text
     }
 
 
