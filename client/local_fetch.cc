@@ -239,7 +239,11 @@ absl::Status RunFetchAuto(v1::WeightService::Stub* stub, const ClientOptions& op
       context.set_deadline(absl::ToChronoTime(deadline));
       return FromGrpcStatus(stub->LocalFetch(&context, local, &p.response));
     });
-    if (absl::IsUnimplemented(called) || absl::IsFailedPrecondition(called)) {
+    // UNIMPLEMENTED: an older server; FAILED_PRECONDITION: not over its
+    // Unix socket (or a file it cannot serve: the stream says so again);
+    // RESOURCE_EXHAUSTED: its handle table is full, the stream has room.
+    if (absl::IsUnimplemented(called) || absl::IsFailedPrecondition(called) ||
+        absl::IsResourceExhausted(called)) {
       why = absl::StrCat("LocalFetch refused: ", called.message());
     } else if (!called.ok()) {
       // What Fetch would answer too (unknown model, bad rules, no token...).

@@ -215,7 +215,7 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
     server->local_config_->side_channel = SideChannelPath(first.substr(first.rfind('/') + 1));
   }
   server->local_config_->repository = options.repository;
-  server->local_config_->layout_hook = options.local_layout_hook;
+  server->local_config_->response_hook = options.local_response_hook;
 
   WeightServiceOptions service_options;
   service_options.local = server->local_config_.get();

@@ -32,7 +32,9 @@ class AdminService;
 class HandleTable;
 class SideChannelServer;
 struct LocalFetchConfig;
-struct LocalLayout;
+namespace v1 {
+class LocalFetchResponse;
+}  // namespace v1
 
 struct ServerOptions {
   std::string repository;
@@ -58,8 +60,8 @@ struct ServerOptions {
   size_t local_max_pending = 256;
   size_t local_max_connections = 64;
   absl::Duration local_request_timeout = absl::Seconds(2);
-  // Tests only: sees (and may spoil) each LocalFetch layout.
-  std::function<void(LocalLayout*)> local_layout_hook;
+  // Tests only: sees (and may spoil) each LocalFetch response.
+  std::function<void(v1::LocalFetchResponse*)> local_response_hook;
   uint64_t host_cache_bytes = 0;  // 0: unlimited
   bool preload = false;
   // Threads that run checkpoint loads and the RPC work waiting on them (see

@@ -19,7 +19,6 @@ absl::StatusOr<LocalHandoff> PrepareLocalHandoff(std::shared_ptr<const Snapshot>
   absl::StatusOr<LocalLayout> layout = BuildLocalLayout(view, out.plan, options);
   if (!layout.ok()) return layout.status();
   out.layout = *std::move(layout);
-  if (config.layout_hook) config.layout_hook(&out.layout);
   if (out.layout.files.empty()) return out;
   PendingHandoff pending;
   for (LocalFileOut& file : out.layout.files) pending.fds.push_back(std::move(file.fd));

@@ -14,6 +14,9 @@
 #include "server/local/local_layout.h"
 
 namespace weightd {
+namespace v1 {
+class LocalFetchResponse;
+}  // namespace v1
 
 // What the service needs to answer LocalFetch. Owned by WeightServer.
 struct LocalFetchConfig {
@@ -22,8 +25,8 @@ struct LocalFetchConfig {
   // Base name of the side-channel socket (of the first unix --listen).
   std::string side_channel;
   std::string repository;
-  // Tests only: sees (and may spoil) each layout before it is handed out.
-  std::function<void(LocalLayout*)> layout_hook;
+  // Tests only: sees (and may spoil) each response before it is sent.
+  std::function<void(v1::LocalFetchResponse*)> response_hook;
 };
 
 struct LocalHandoff {

@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -19,11 +20,13 @@ namespace {
 uint64_t AlignUp(uint64_t n) { return (n + kMemfdAlignment - 1) / kMemfdAlignment * kMemfdAlignment; }
 
 std::string RelativeName(const std::string& path, const std::string& repository) {
-  std::string root = repository;
-  while (root.size() > 1 && root.back() == '/') root.pop_back();
-  if (!root.empty() && absl::StartsWith(path, root + "/")) return path.substr(root.size() + 1);
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
+  namespace fs = std::filesystem;
+  const fs::path file = fs::path(path).lexically_normal();
+  if (!repository.empty()) {
+    const fs::path relative = file.lexically_relative(fs::path(repository).lexically_normal());
+    if (!relative.empty() && *relative.begin() != "..") return relative.string();
+  }
+  return file.filename().string();
 }
 
 // The mapped file holding `record`'s bytes when they can be handed out as

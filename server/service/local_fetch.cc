@@ -62,6 +62,7 @@ absl::Status DoLocalFetch(ModelStore* store, const LocalFetchConfig& config, abs
   response->set_expires_ms(
       static_cast<uint32_t>(absl::ToInt64Milliseconds(config.handles->ttl())));
   response->set_side_channel(config.side_channel);
+  if (config.response_hook) config.response_hook(response);
   return absl::OkStatus();
 }
 
