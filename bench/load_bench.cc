@@ -168,6 +168,10 @@ int main(int argc, char** argv) {
       std::cerr << "Load: " << r.status() << "\n";
       return 1;
     }
+    // Over a unix: target, whether the same-node path was taken.
+    std::printf("transport: %s%s%s\n", r->transport.c_str(), r->transport_note.empty() ? "" : ": ",
+                r->transport_note.c_str());
+    Result("load_local", r->transport == "local" ? 1 : 0);
   }
   // The partial module leaves most keys unexpected: load_state_dict(strict=False).
   weightd::LoadOptions lenient;

@@ -28,11 +28,12 @@ fi
 # SKIP_BUILD=1: use the binaries already in BUILD (another checkout edit would
 # otherwise trigger a rebuild in the middle of a measurement session).
 if [[ -z "${SKIP_BUILD:-}" ]]; then
-  cmake --build "$BUILD" --target weightd weightctl load_bench -j"$(nproc)" >/dev/null
+  cmake --build "$BUILD" --target weightd weightctl load_bench local_limit_bench -j"$(nproc)" >/dev/null
 fi
 WEIGHTD="$BUILD/server/weightd"
 WEIGHTCTL="$BUILD/client/weightctl"
 LOADBENCH="$BUILD/bench/load_bench"
+LIMITBENCH="$BUILD/bench/local_limit_bench"
 
 if ! command -v iperf3 >/dev/null; then
   echo "installing iperf3 (apt-get)" >&2
@@ -66,7 +67,10 @@ ln -sf "$WORK/repo/resnet50/1/model.pt" "$WORK/http/resnet50.pt"
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # --------------------------------------------------------------- servers
-"$WEIGHTD" --repository "$WORK/repo" --listen 127.0.0.1:0 >"$WORK/weightd.out" 2>"$WORK/weightd.err" &
+# TCP first (TARGET is the first "listening on" line), and a Unix socket for
+# the same-node rows.
+"$WEIGHTD" --repository "$WORK/repo" --listen "127.0.0.1:0,unix:$WORK/weightd.sock" \
+  >"$WORK/weightd.out" 2>"$WORK/weightd.err" &
 WPID=$!; PIDS+=("$WPID")
 for _ in $(seq 100); do grep -q "listening on" "$WORK/weightd.out" 2>/dev/null && break; sleep 0.1; done
 TARGET="$(sed -n 's/^listening on //p' "$WORK/weightd.out" | head -1)"
@@ -201,3 +205,20 @@ awk -v t="${SEC[big,torch]}" -v l="${SEC[big,load]}" \
 printf '%s concurrent clients (1 GiB model, cached): %.2f s, %s failures; server VmRSS before %d MiB, peak %d MiB, after %d MiB (peak growth %d MiB)\n' \
   "$CLIENTS" "$CONC_S" "${CONC_FAIL%.*}" "$((${RSS_BEFORE%.*} / 1024))" "$((${RSS_PEAK%.*} / 1024))" \
   "$((${RSS_AFTER%.*} / 1024))" "$(((${RSS_PEAK%.*} - ${RSS_BEFORE%.*}) / 1024))"
+
+# --------------------------------------------------------- same-node rows
+# Client::Load of the 1 GiB model over unix: (descriptors + one memcpy) against
+# the physical limit: mmap of the page-cached file + memcpy into pre-touched
+# buffers, in a fresh process (bench/local_limit_bench.cc).
+echo
+LBU="$("$LOADBENCH" --target "unix:$WORK/weightd.sock" --model big --iters "$ITERS" --load_only 1)"
+LIM="$("$LIMITBENCH" "$WORK/repo/big/1/model.pt" --iters "$ITERS")"
+ru() { awk -v k="$1" '$1=="RESULT" && $2==k{print $3}' <<<"$2"; }
+awk -v u="$(ru load_best_s "$LBU")" -v uf="$(ru load_faults "$LBU")" -v ok="$(ru load_local "$LBU")" \
+    -v t="${SEC[big,load]}" -v p="$(ru mmap_populate_best_s "$LIM")" -v f="$(ru mmap_fault_best_s "$LIM")" \
+    -v pf="$(ru mmap_populate_faults "$LIM")" -v x="$(ru xxh64_mapped_best_s "$LIM")" -v tl="${SEC[big,torch]}" \
+    'BEGIN{
+      printf "1 GiB same-node Load over unix: %.3f s (%s, %.0f minor faults), TCP Load %.3f s\n", u, ok==1?"local path":"NOT local", uf, t
+      printf "physical limit (mmap+memcpy, MAP_POPULATE): %.3f s (%.0f faults); plain faulting mmap %.3f s; Load/limit %.2fx\n", p, pf, f, u/p
+      printf "torch.load + load_state_dict / same-node Load: %.2fx; xxh64 of 1 GiB (verify_local_checksums): %.3f s\n", tl/u, x
+    }'

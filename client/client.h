@@ -68,6 +68,11 @@ struct LoadReport {
   uint64_t tensors = 0;              // tensors written into the module
   uint64_t bytes = 0;                // tensor bytes received
   double seconds = 0;
+  // "local" (the same-node path: descriptors, one memcpy from the mapping
+  // into each parameter) or "stream" (the Fetch stream), and for "stream"
+  // why (ClientOptions::local).
+  std::string transport;
+  std::string transport_note;
 };
 
 // FetchSpec, plus where the tensors go.
@@ -88,7 +93,10 @@ class Client : public ClientCore {
   absl::StatusOr<MatchReport> Match(const torch::nn::Module& module, const std::string& model,
                                     const MatchSpec& spec, int64_t* version = nullptr);
 
-  // The selected tensors, in checkpoint order, on `options.device`.
+  // The selected tensors, in checkpoint order, on `options.device`. Each is
+  // a tensor of its own: on the local path the bytes are copied out of the
+  // read-only mapping (which is gone when Fetch returns), so the tensors are
+  // writable and outlive nothing. options.transport says which path was taken.
   absl::StatusOr<TensorMap> Fetch(const std::string& model, const FetchOptions& options = {});
 
   // Loads `model` into the module's parameters and buffers (see LoadOptions).

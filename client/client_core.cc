@@ -17,6 +17,7 @@
 #include "client/client_impl.h"
 #include "client/convert.h"
 #include "client/fetch_stream.h"
+#include "client/local_fetch.h"
 #include "core/checkpoint/buffer.h"
 #include "core/util/status_macros.h"
 #include "proto/grpc_status.h"
@@ -136,16 +137,6 @@ ClientCore::ClientCore(ClientOptions options) : options_(std::move(options)), im
 }
 
 ClientCore::~ClientCore() = default;
-
-template <typename Request, typename Response, typename Method>
-absl::Status ClientCore::Impl::Unary(const ClientOptions& options, Method method,
-                                     const Request& request, Response* response) {
-  return WithRetries(options, [&](bool*) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + options.deadline));
-    return FromGrpcStatus((stub.get()->*method)(&context, request, response));
-  });
-}
 
 absl::StatusOr<std::vector<ModelInfo>> ClientCore::ListModels(
     std::vector<SkippedEntryInfo>* skipped) {
@@ -349,7 +340,7 @@ absl::Status ClientCore::FetchInto(const std::string& model, const FetchSpec& sp
 
   const bool rename = !spec.rules.rules.empty();
   RenamingSink renaming(spec, rename ? &rules : nullptr, sink);
-  return RunFetch(impl_->stub.get(), options_, request, &renaming);
+  return client_internal::RunFetchAuto(impl_->stub.get(), options_, request, &renaming, spec.transport);
 }
 
 namespace {

@@ -7,7 +7,10 @@
 #include <memory>
 
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
 #include "client/client_core.h"
+#include "client/fetch_stream.h"
+#include "proto/grpc_status.h"
 #include "weightd/v1/weightd.grpc.pb.h"
 
 namespace weightd {
@@ -21,6 +24,16 @@ struct ClientCore::Impl {
   absl::Status Unary(const ClientOptions& options, Method method, const Request& request,
                      Response* response);
 };
+
+template <typename Request, typename Response, typename Method>
+absl::Status ClientCore::Impl::Unary(const ClientOptions& options, Method method,
+                                     const Request& request, Response* response) {
+  return client_internal::WithRetries(options, [&](bool*) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + options.deadline));
+    return FromGrpcStatus((stub.get()->*method)(&context, request, response));
+  });
+}
 
 }  // namespace weightd
 

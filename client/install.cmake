@@ -10,7 +10,7 @@
 include(CMakePackageConfigHelpers)
 include(GNUInstallDirs)
 
-set(WEIGHTD_INSTALL_LIBS weightd_client weightd_client_core weightd_match weightd_checkpoint weightd_proto)
+set(WEIGHTD_INSTALL_LIBS weightd_client weightd_client_core weightd_ipc weightd_match weightd_checkpoint weightd_proto)
 foreach(lib ${WEIGHTD_INSTALL_LIBS})
   install(FILES $<TARGET_FILE:${lib}> DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endforeach()

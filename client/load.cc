@@ -1,5 +1,7 @@
 // Client::Load: streams matched tensors straight into a module's parameters
-// and buffers.
+// and buffers. Over a unix: target the bytes come from read-only mappings of
+// the server's descriptors instead (client/local_fetch.h): the same sink, fed
+// one memcpy per tensor from the page cache into the parameter.
 //
 // Memory: a contiguous CPU destination of the dtype sent gets each chunk
 // memcpy'd into place; another dtype is converted chunk by chunk (copy_ on
@@ -26,6 +28,7 @@
 #include "client/client_impl.h"
 #include "client/convert.h"
 #include "client/fetch_stream.h"
+#include "client/local_fetch.h"
 #include "core/util/status_macros.h"
 
 namespace weightd {
@@ -266,8 +269,11 @@ absl::Status Client::Load(torch::nn::Module& module, const std::string& model,
   torch::NoGradGuard no_grad;
   const bool cuda = AnyCuda(targets);
   LoadSink sink(options, cast, std::move(targets), report);
-  absl::Status status =
-      client_internal::RunFetch(impl()->stub.get(), ClientCore::options(), request, &sink);
+  TransportInfo transport;
+  absl::Status status = client_internal::RunFetchAuto(impl()->stub.get(), ClientCore::options(), request,
+                                                      &sink, &transport);
+  report->transport = transport.transport;
+  report->transport_note = transport.note;
   if (status.ok()) status = sink.Commit();
   if (cuda) torch::cuda::synchronize();
   report->seconds = absl::ToDoubleSeconds(absl::Now() - start);

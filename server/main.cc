@@ -11,8 +11,10 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "core/util/address.h"
 #include "gflags/gflags.h"
@@ -32,8 +34,16 @@ DEFINE_string(model_config_dir, "",
               "ConfigMap); each replaces <repository>/<model>/model.pbtxt as a whole. A file that "
               "does not parse fails its model, naming the file. Re-read on Rescan. Empty: none");
 DEFINE_string(listen, "127.0.0.1:50051",
-              "HOST:PORT to serve on; port 0 picks a free port. The first stdout line says "
-              "\"listening on HOST:PORT\"");
+              "Addresses to serve on, comma-separated: HOST:PORT (port 0 picks a free port) and "
+              "unix:PATH (a Unix socket; same-node clients also get the zero-copy path through "
+              "the side-channel socket PATH.fds beside it). The first stdout lines say "
+              "\"listening on ADDRESS\", one per address in the order given");
+DEFINE_string(unix_socket_mode, "0660",
+              "Permission bits (octal) of the unix:PATH sockets and their .fds side channels; "
+              "anyone who may connect can fetch what the tokens allow");
+DEFINE_string(unix_socket_group, "",
+              "Group (name or numeric gid) of the unix:PATH sockets and their .fds side "
+              "channels. Empty: the daemon's own group");
 DEFINE_uint64(host_cache_bytes, 0,
               "Host cache budget in bytes (tensor bytes of loaded models); least recently used "
               "models no stream holds are evicted past it. 0: unlimited");
@@ -88,7 +98,8 @@ constexpr char kUsage[] =
     "serves PyTorch checkpoints over gRPC (weightd.v1.WeightService, AdminService, "
     "grpc.health.v1.Health, reflection).\n\n"
     "  weightd --repository DIR [--model_config_dir DIR] [--follow_external_symlinks]\n"
-    "          [--listen HOST:PORT]\n"
+    "          [--listen HOST:PORT,unix:PATH,...] [--unix_socket_mode 0660]\n"
+    "          [--unix_socket_group GROUP]\n"
     "          [--host_cache_bytes N] [--preload] [--load_threads N] [--drain_seconds S]\n"
     "          [--tls_cert PEM --tls_key PEM [--tls_client_ca PEM]]\n"
     "          [--auth_tokens_file FILE] [--metrics_listen HOST:PORT] [--health_listen HOST:PORT]\n"
@@ -96,6 +107,7 @@ constexpr char kUsage[] =
 
 constexpr const char* kOwnFlags[] = {
     "repository",        "model_config_dir",       "follow_external_symlinks", "listen",
+    "unix_socket_mode",  "unix_socket_group",
     "host_cache_bytes",  "preload",                "load_threads",
     "drain_seconds",
     "tls_cert",          "tls_key",                "tls_client_ca",
@@ -168,6 +180,17 @@ std::string CheckCommandLine(int argc, char** argv) {
   return "";
 }
 
+// "0660" -> 0660; -1 unless 1-4 octal digits of at most 0777.
+int ParseOctalMode(const std::string& text) {
+  if (text.empty() || text.size() > 4) return -1;
+  int mode = 0;
+  for (char c : text) {
+    if (c < '0' || c > '7') return -1;
+    mode = mode * 8 + (c - '0');
+  }
+  return mode <= 0777 ? mode : -1;
+}
+
 // Ranges gflags cannot express. Empty: all fine.
 std::string CheckFlagValues() {
   if (FLAGS_repository.empty()) return "--repository is required";
@@ -179,6 +202,10 @@ std::string CheckFlagValues() {
   }
   if (FLAGS_max_request_bytes < 1) {
     return absl::StrCat("--max_request_bytes must be positive, not ", FLAGS_max_request_bytes);
+  }
+  if (ParseOctalMode(FLAGS_unix_socket_mode) < 0) {
+    return absl::StrCat("--unix_socket_mode must be octal permission bits such as 0660, not \"",
+                        FLAGS_unix_socket_mode, "\"");
   }
   for (const auto& [name, value] :
        {std::pair<const char*, int>{"max_concurrent_streams", FLAGS_max_concurrent_streams},
@@ -209,11 +236,17 @@ int main(int argc, char** argv) {
 
   // gRPC would truncate a port past 65535 to 16 bits and dial or bind port 0
   // for a missing one; refuse both before anything starts.
+  for (absl::string_view one : absl::StrSplit(FLAGS_listen, ',')) {
+    absl::Status address = weightd::CheckListenAddress(absl::StripAsciiWhitespace(one));
+    if (!address.ok()) {
+      std::cerr << "weightd: --listen: " << address.message() << "\n";
+      return 2;
+    }
+  }
   for (const auto& [flag, value, unix_ok] :
-       {std::tuple<const char*, const std::string&, bool>{"listen", FLAGS_listen, true},
-        {"health_listen", FLAGS_health_listen, true},
+       {std::tuple<const char*, const std::string&, bool>{"health_listen", FLAGS_health_listen, true},
         {"metrics_listen", FLAGS_metrics_listen, false}}) {
-    if (value.empty() && std::string(flag) != "listen") continue;
+    if (value.empty()) continue;
     absl::Status address = unix_ok ? weightd::CheckListenAddress(value)
                                    : weightd::ParseHostPort(value).status();
     if (!address.ok()) {
@@ -236,6 +269,8 @@ int main(int argc, char** argv) {
   options.model_config_dir = FLAGS_model_config_dir;
   options.follow_external_symlinks = FLAGS_follow_external_symlinks;
   options.listen = FLAGS_listen;
+  options.unix_socket_mode = static_cast<uint32_t>(ParseOctalMode(FLAGS_unix_socket_mode));
+  options.unix_socket_group = FLAGS_unix_socket_group;
   options.host_cache_bytes = FLAGS_host_cache_bytes;
   options.preload = FLAGS_preload;
   options.load_threads = FLAGS_load_threads;
@@ -263,13 +298,14 @@ int main(int argc, char** argv) {
     std::cerr << "weightd: " << server.status().message() << "\n";
     return 1;
   }
-  const std::string address =
-      absl::StartsWith(FLAGS_listen, "unix:")
-          ? FLAGS_listen
-          : absl::StrCat(HostOf(FLAGS_listen), ":", (*server)->port());
-  std::printf("listening on %s\n", address.c_str());
+  for (const std::string& address : (*server)->listening()) {
+    std::printf("listening on %s\n", address.c_str());
+    LOG(INFO) << "serving " << FLAGS_repository << " on " << address;
+  }
   std::fflush(stdout);
-  LOG(INFO) << "serving " << FLAGS_repository << " on " << address;
+  for (const std::string& path : (*server)->side_channel_paths()) {
+    LOG(INFO) << "same-node side channel on " << path;
+  }
 
   if ((*server)->health_port() != 0) {
     // Second stdout line, for scripts that pass port 0.

@@ -6,13 +6,29 @@
 #include <grpcpp/impl/server_builder_plugin.h>
 #include <grpcpp/security/server_credentials.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "core/ipc/fd_channel.h"
 #include "server/bind_probe.h"
+#include "server/local/handle_table.h"
+#include "server/local/local_handoff.h"
+#include "server/local/side_channel.h"
+#include "server/local/unix_socket.h"
 #include "server/metrics/metrics_interceptor.h"
 #include "server/metrics/weightd_metrics.h"
 #include "server/service/health_service.h"
@@ -110,9 +126,60 @@ void CollectStore(const ModelStore& store, MetricsRegistry& registry) {
   registry.Set(metrics::kCacheBytes, {{"tier", "host"}}, static_cast<double>(store.host_bytes()));
 }
 
+// Why gRPC could not listen on unix:PATH: a plain bind learns the errno.
+std::string UnixBindFailure(const std::string& path) {
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return absl::StrCat("path longer than ", sizeof(addr.sun_path) - 1, " bytes");
+  }
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (::bind(probe.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) == 0) {
+    ::unlink(path.c_str());
+    return "unknown reason (see the log)";
+  }
+  std::string reason = std::strerror(errno);
+  if (!reason.empty()) reason[0] = static_cast<char>(std::tolower(reason[0]));
+  return reason;
+}
+
 }  // namespace
 
+size_t WeightServer::pending_local_handles() const {
+  return handles_ == nullptr ? 0 : handles_->pending();
+}
+
+std::vector<std::string> WeightServer::side_channel_paths() const {
+  std::vector<std::string> out;
+  for (const auto& channel : side_channels_) out.push_back(channel->path());
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions options) {
+  std::vector<std::string> addresses;
+  for (absl::string_view a : absl::StrSplit(options.listen, ',', absl::SkipWhitespace())) {
+    addresses.emplace_back(absl::StripAsciiWhitespace(a));
+  }
+  if (addresses.empty()) return absl::InvalidArgumentError("--listen: no address");
+  std::vector<std::string> unix_paths;
+  for (const std::string& a : addresses) {
+    if (absl::StartsWith(a, "unix:")) unix_paths.push_back(a.substr(5));
+  }
+  UnixSocketAccess access;
+  access.mode = static_cast<mode_t>(options.unix_socket_mode & 07777);
+  if (!unix_paths.empty()) {
+    absl::StatusOr<gid_t> group = ParseGroup(options.unix_socket_group);
+    if (!group.ok()) return group.status();
+    access.group = *group;
+    for (const std::string& path : unix_paths) {
+      // gRPC itself unlinks whatever socket is there, a live daemon's too.
+      absl::Status clear = ClearStaleSocket(path, SOCK_STREAM);
+      if (!clear.ok()) return clear;
+      clear = ClearStaleSocket(SideChannelPath(path), SOCK_SEQPACKET);
+      if (!clear.ok()) return clear;
+    }
+  }
   std::unique_ptr<WeightServer> server(new WeightServer());
   server->metrics_ = std::make_unique<MetricsRegistry>();
   metrics::DeclareAll(server->metrics_.get());
@@ -139,7 +206,19 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   if (!store.ok()) return store.status();
   server->store_ = *std::move(store);
 
+  server->local_config_ = std::make_unique<LocalFetchConfig>();
+  if (!unix_paths.empty()) {
+    server->handles_ =
+        std::make_unique<HandleTable>(options.local_max_pending, options.local_handle_ttl);
+    server->local_config_->handles = server->handles_.get();
+    const std::string& first = unix_paths.front();
+    server->local_config_->side_channel = SideChannelPath(first.substr(first.rfind('/') + 1));
+  }
+  server->local_config_->repository = options.repository;
+  server->local_config_->response_hook = options.local_response_hook;
+
   WeightServiceOptions service_options;
+  service_options.local = server->local_config_.get();
   service_options.authorizer = server->authorizer_.get();
   service_options.limits = options.request_limits;
   service_options.max_active_fetches = options.max_active_fetches;
@@ -161,7 +240,10 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   }();
   (void)reflection;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, *credentials, &server->port_);
+  std::vector<int> ports(addresses.size(), 0);
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    builder.AddListeningPort(addresses[i], *credentials, &ports[i]);
+  }
   builder.RegisterService(server->weight_service_.get());
   builder.RegisterService(server->admin_service_.get());
   builder.RegisterService(server->health_.get());
@@ -184,10 +266,48 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(server->metrics_.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr || server->port_ == 0) {
+  {
+    // gRPC creates the socket files in BuildAndStart: under this umask they
+    // are never wider than the mode, not even before the chmod below.
+    std::optional<ScopedUmask> umask;
+    if (!unix_paths.empty()) umask.emplace(access.mode);
+    server->server_ = builder.BuildAndStart();
+  }
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    if (server->server_ != nullptr && ports[i] != 0) continue;
     server->store_->SetListener(nullptr);
-    return absl::UnavailableError(CannotListenMessage(options.listen));
+    server->Shutdown(absl::ZeroDuration());
+    if (absl::StartsWith(addresses[i], "unix:")) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", addresses[i], ": ",
+                                                 UnixBindFailure(addresses[i].substr(5))));
+    }
+    return absl::UnavailableError(CannotListenMessage(addresses[i]));
+  }
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    if (absl::StartsWith(addresses[i], "unix:")) {
+      server->listening_.push_back(addresses[i]);
+      continue;
+    }
+    if (server->port_ == 0) server->port_ = ports[i];
+    server->listening_.push_back(
+        absl::StrCat(addresses[i].substr(0, addresses[i].rfind(':')), ":", ports[i]));
+  }
+  for (const std::string& path : unix_paths) {
+    absl::Status applied = ApplySocketAccess(path, access);
+    absl::StatusOr<std::unique_ptr<SideChannelServer>> channel;
+    if (applied.ok()) {
+      SideChannelOptions channel_options;
+      channel_options.max_connections = options.local_max_connections;
+      channel_options.request_timeout = options.local_request_timeout;
+      channel = SideChannelServer::Start(SideChannelPath(path), access, server->handles_.get(),
+                                         channel_options);
+      if (!channel.ok()) applied = channel.status();
+    }
+    if (!applied.ok()) {
+      server->Shutdown(absl::ZeroDuration());
+      return applied;
+    }
+    server->side_channels_.push_back(*std::move(channel));
   }
   if (!options.health_listen.empty()) {
     absl::StatusOr<std::unique_ptr<grpc::Server>> health_server =
@@ -227,6 +347,8 @@ void WeightServer::Shutdown(absl::Duration grace) {
   const auto deadline = std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace);
   // Blocks until the main port has drained or the deadline passed.
   server_->Shutdown(deadline);
+  // No LocalFetch hands out handles any more; those still waiting are void.
+  for (auto& channel : side_channels_) channel->Stop();
   // Probes saw NOT_SERVING on the health port all along. Its Watch streams
   // ended at BeginShutdown; gRPC still waits, at most until the deadline,
   // for clients to close idle connections after its GOAWAY.

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -28,6 +29,12 @@ namespace weightd {
 class HealthService;
 class WeightService;
 class AdminService;
+class HandleTable;
+class SideChannelServer;
+struct LocalFetchConfig;
+namespace v1 {
+class LocalFetchResponse;
+}  // namespace v1
 
 struct ServerOptions {
   std::string repository;
@@ -37,8 +44,24 @@ struct ServerOptions {
   // Serve through symlinks that leave the repository; anyone who can write
   // the repository can then make the daemon read any file it can read.
   bool follow_external_symlinks = false;
-  // HOST:PORT; port 0 picks a free port (see port()).
+  // HOST:PORT or unix:PATH, or several of them separated by commas
+  // ("0.0.0.0:50051,unix:/run/weightd/weightd.sock"); port 0 picks a free
+  // port (see port(), listening()). Each unix:PATH also gets the same-node
+  // side channel PATH.fds (DESIGN.md section 9, LocalFetch).
   std::string listen = "127.0.0.1:0";
+  // Permission bits and group of the Unix socket files (the gRPC socket and
+  // its .fds side channel). Group empty: the daemon's; a name or a gid.
+  uint32_t unix_socket_mode = 0660;
+  std::string unix_socket_group;
+  // Same-node path: how long a LocalFetch handle waits to be redeemed, how
+  // many may wait at once (more: RESOURCE_EXHAUSTED), and how many
+  // side-channel connections may be open at once (more are refused).
+  absl::Duration local_handle_ttl = absl::Seconds(5);
+  size_t local_max_pending = 256;
+  size_t local_max_connections = 64;
+  absl::Duration local_request_timeout = absl::Seconds(2);
+  // Tests only: sees (and may spoil) each LocalFetch response.
+  std::function<void(v1::LocalFetchResponse*)> local_response_hook;
   uint64_t host_cache_bytes = 0;  // 0: unlimited
   bool preload = false;
   // Threads that run checkpoint loads and the RPC work waiting on them (see
@@ -94,7 +117,15 @@ class WeightServer {
   static absl::StatusOr<std::unique_ptr<WeightServer>> Start(ServerOptions options);
   ~WeightServer();
 
+  // The first TCP port of `listen` (0 when it has none).
   int port() const { return port_; }
+  // Every address of `listen`, in the order given, as bound: HOST:PORT with
+  // the port picked, unix:PATH as given.
+  const std::vector<std::string>& listening() const { return listening_; }
+  // The side-channel socket paths (one per unix address).
+  std::vector<std::string> side_channel_paths() const;
+  // Handles waiting to be redeemed (tests).
+  size_t pending_local_handles() const;
   // The health-only port; 0 without health_listen.
   int health_port() const { return health_port_; }
   // The metrics endpoint's port; 0 without metrics_listen.
@@ -123,12 +154,17 @@ class WeightServer {
   std::unique_ptr<TokenStore> tokens_;
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<ModelStore> store_;
+  std::unique_ptr<HandleTable> handles_;  // null without a unix address
+  std::unique_ptr<LocalFetchConfig> local_config_;
   std::unique_ptr<HealthService> health_;
   std::unique_ptr<WeightService> weight_service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;  // health_listen; may be null
   std::unique_ptr<HttpExporter> exporter_;
+  // After server_: stopped first, and before handles_ goes.
+  std::vector<std::unique_ptr<SideChannelServer>> side_channels_;
+  std::vector<std::string> listening_;
   int port_ = 0;
   int health_port_ = 0;
   std::atomic<bool> shut_down_{false};

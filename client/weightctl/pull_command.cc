@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -164,8 +165,19 @@ int RunPull(const ParsedArgs& args) {
     options.progress = [&bar](uint64_t done, uint64_t total) { bar->Update(done, total); };
   }
   FileReceiver receiver(writer->get());
+  TransportInfo transport;
+  options.transport = &transport;
   absl::Status fetched = client->FetchTo(args.positional[0], options, &receiver);
   bar.reset();
+  // Over a Unix socket either path may be taken; say which (not for TCP,
+  // where there is only the stream).
+  if (absl::StartsWith(client->options().target, "unix:") && !args.Has("quiet") &&
+      !transport.transport.empty()) {
+    std::cerr << (transport.transport == "local"
+                      ? std::string("path: same-node (fd handoff)")
+                      : absl::StrCat("path: stream (", transport.note, ")"))
+              << "\n";
+  }
   if (fetched.ok()) fetched = (*writer)->Commit();
   g_have_temp = 0;
   if (!fetched.ok()) {
@@ -190,7 +202,9 @@ Command PullCommand() {
   c.summary =
       "Streams a served model's state dict into FILE (.safetensors, or .pt/.pth/.bin as "
       "torch.save writes it), renamed by the rules; FILE appears only when complete. A progress "
-      "bar shows on a terminal.";
+      "bar shows on a terminal. With --server unix:PATH the same-node path is used (read-only "
+      "descriptors of the server's pages, no bytes through the socket) and stderr says "
+      "\"path: same-node (fd handoff)\" or \"path: stream (REASON)\".";
   c.flags = ServerFlags();
   c.flags.insert(
       c.flags.end(),

@@ -28,17 +28,15 @@ absl::StatusOr<std::shared_ptr<const Buffer>> Buffer::MapFile(const std::string&
   }
   std::shared_ptr<Buffer> buffer(new Buffer());
   buffer->mapped_ = true;
+  // Owned from here: the destructor closes it.
+  buffer->fd_ = fd;
+  buffer->path_ = path;
   buffer->size_ = static_cast<size_t>(st.st_size);
   if (buffer->size_ > 0) {
     void* addr = ::mmap(nullptr, buffer->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (addr == MAP_FAILED) {
-      int err = errno;
-      ::close(fd);
-      return ErrnoStatus(path, "mmap", err);
-    }
+    if (addr == MAP_FAILED) return ErrnoStatus(path, "mmap", errno);
     buffer->data_ = static_cast<const uint8_t*>(addr);
   }
-  ::close(fd);
   return std::shared_ptr<const Buffer>(std::move(buffer));
 }
 
@@ -67,10 +65,21 @@ std::shared_ptr<const Buffer> Buffer::Borrow(const uint8_t* data, size_t size,
   return buffer;
 }
 
+std::shared_ptr<const Buffer> Buffer::Slice(std::shared_ptr<const Buffer> parent,
+                                            const uint8_t* data, size_t size) {
+  std::shared_ptr<Buffer> buffer(new Buffer());
+  buffer->data_ = data;
+  buffer->size_ = size;
+  buffer->mapped_file_ = parent->mapped_file();
+  buffer->keepalive_ = std::move(parent);
+  return buffer;
+}
+
 Buffer::~Buffer() {
   if (mapped_ && data_ != nullptr) {
     ::munmap(const_cast<uint8_t*>(data_), size_);
   }
+  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace weightd

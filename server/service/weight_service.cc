@@ -8,6 +8,7 @@
 #include "server/cache/fetch_plan.h"
 #include "server/service/convert.h"
 #include "server/service/fetch_reactor.h"
+#include "server/service/local_fetch.h"
 #include "proto/grpc_status.h"
 
 namespace weightd {
@@ -158,6 +159,25 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* WeightService::Fetch(
   }
   return new FetchReactor(store_, pool_.get(), context, request, &options_.limits,
                           [active] { active->fetch_sub(1); });
+}
+
+grpc::ServerUnaryReactor* WeightService::LocalFetch(grpc::CallbackServerContext* context,
+                                                    const v1::LocalFetchRequest* request,
+                                                    v1::LocalFetchResponse* response) {
+  // The token first: a caller without the read role learns nothing, not
+  // even whether this connection could have had descriptors.
+  grpc::Status allowed = Authorize(options_.authorizer, context, Role::kRead);
+  if (!allowed.ok()) return Done(context, allowed);
+  static const LocalFetchConfig kNoLocal;
+  const LocalFetchConfig& local = options_.local == nullptr ? kNoLocal : *options_.local;
+  absl::Status peer = CheckLocalPeer(context->peer(), local);
+  if (!peer.ok()) return Done(context, peer);
+  absl::Status within = CheckFetchRequest(request->fetch(), options_.limits);
+  if (!within.ok()) return Done(context, within);
+  return Offload(pool_.get(), context,
+                 [this, &local, deadline = Deadline(context), request, response] {
+                   return DoLocalFetch(store_, local, deadline, *request, response);
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminService::LoadModel(grpc::CallbackServerContext* context,

@@ -8,6 +8,7 @@
 
 #include "server/auth/authorizer.h"
 #include "server/cache/model_store.h"
+#include "server/local/local_handoff.h"
 #include "server/service/request_limits.h"
 #include "server/service/work_pool.h"
 #include "weightd/v1/weightd.grpc.pb.h"
@@ -16,7 +17,8 @@ namespace weightd {
 
 using WeightServiceBase = v1::WeightService::WithCallbackMethod_ListModels<
     v1::WeightService::WithCallbackMethod_GetManifest<v1::WeightService::WithCallbackMethod_Match<
-        v1::WeightService::WithRawCallbackMethod_Fetch<v1::WeightService::Service>>>>;
+        v1::WeightService::WithRawCallbackMethod_Fetch<
+            v1::WeightService::WithCallbackMethod_LocalFetch<v1::WeightService::Service>>>>>;
 
 struct WeightServiceOptions {
   // Null: no token check. Every method needs role read.
@@ -29,6 +31,9 @@ struct WeightServiceOptions {
   // a checkpoint load (see work_pool.h); loads of distinct models run in
   // parallel up to this many.
   int blocking_threads = 8;
+  // The same-node path; its `handles` null: LocalFetch is refused
+  // (FAILED_PRECONDITION). Must outlive the service.
+  const LocalFetchConfig* local = nullptr;
 };
 
 // Thread-safe. `store` (and options.authorizer) must outlive the service.
@@ -52,6 +57,10 @@ class WeightService final : public WeightServiceBase {
                                   v1::MatchReport* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Fetch(grpc::CallbackServerContext* context,
                                                     const grpc::ByteBuffer* request) override;
+  // Answered on Unix-socket connections only (server/service/local_fetch.h).
+  grpc::ServerUnaryReactor* LocalFetch(grpc::CallbackServerContext* context,
+                                       const v1::LocalFetchRequest* request,
+                                       v1::LocalFetchResponse* response) override;
 
  private:
   ModelStore* const store_;

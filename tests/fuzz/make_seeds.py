@@ -104,6 +104,27 @@ def index_seeds():
     }
 
 
+def side_channel_seeds():
+    """side_channel_fuzzer: a mode byte (0 request decoder, 1 reply decoder,
+    2 socketpair round trip with the server's handler), then one message in
+    core/ipc/fd_channel.h's format."""
+    def request(handle):
+        return b"WDH1" + struct.pack("<I", len(handle)) + handle
+
+    def reply(code, total, first, error=b""):
+        return b"WDF1" + struct.pack("<IIII", code, total, first, len(error)) + error
+
+    return {
+        "request": b"\0" + request(b"00112233445566778899aabbccddeeff"),
+        "reply_ok": b"\1" + reply(0, 3, 0),
+        "reply_batch": b"\1" + reply(0, 600, 250),
+        "reply_error": b"\1" + reply(5, 0, 0, b"unknown handle"),
+        "round_trip": b"\2" + request(b"fuzz-handle"),
+        "round_trip_many": b"\2" + request(b"fuzz-handle-many"),
+        "round_trip_unknown": b"\2" + request(b"ffff"),
+    }
+
+
 def main(out):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
@@ -154,6 +175,8 @@ def main(out):
                 pkl = [n for n in z.namelist() if n.endswith("data.pkl")][0]
                 put("whole_model", name, z.read(pkl))
     put("rules", "rules", b"strip_prefix:module.\nadd_prefix:backbone.\nregex:^layer(\\d+)\\.=stage\\1.\n")
+    for name, data in side_channel_seeds().items():
+        put("side_channel", name, data)
 
 
 if __name__ == "__main__":

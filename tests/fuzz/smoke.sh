@@ -7,8 +7,8 @@
 #   FUZZ_TIMEOUT=10 (seconds one input may take; raise it on a shared machine,
 #   where a starved fuzzer reports timeouts its inputs do not have)
 #   FUZZ_TARGETS="a b" (only these targets; default: all that tests/fuzz/CMakeLists.txt
-#   builds: request rules safetensors safetensors_index torch_file torch_legacy
-#   unpickler whole_model zip_reader)
+#   builds: request rules safetensors safetensors_index side_channel torch_file
+#   torch_legacy unpickler whole_model zip_reader)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${FUZZ_SECONDS:-30}

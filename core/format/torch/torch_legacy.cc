@@ -162,7 +162,7 @@ absl::StatusOr<ValuePtr> ReadLegacy(const std::shared_ptr<const Buffer>& file,
                                               " bytes at offset ", pos, " but the file has ",
                                               size - pos, " left (truncated)"));
     }
-    storage.buffer = Buffer::Borrow(base + pos, static_cast<size_t>(bytes), file);
+    storage.buffer = Buffer::Slice(file, base + pos, static_cast<size_t>(bytes));
     storage.data = storage.buffer->data();
     storage.nbytes = bytes;
     pos += bytes;

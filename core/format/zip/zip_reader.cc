@@ -287,7 +287,7 @@ absl::StatusOr<std::shared_ptr<const Buffer>> ZipReader::Read(const ZipEntry& en
       return Error(absl::StrCat("stored entry \"", entry.name, "\" has compressed size ",
                                 entry.compressed_size, " != size ", entry.size));
     }
-    return Buffer::Borrow(data, static_cast<size_t>(entry.size), file_);
+    return Buffer::Slice(file_, data, static_cast<size_t>(entry.size));
   }
   if (entry.method != kZipDeflated) {
     return absl::FailedPreconditionError(

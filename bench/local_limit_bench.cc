@@ -1,0 +1,148 @@
+// local_limit_bench: the physical limit of a same-node Load (bench/RESULTS.md,
+// same-node section): mmap a page-cached checkpoint file and memcpy it into
+// pre-touched ("warm module") buffers, one per TENSOR_BYTES, in a fresh
+// process, with the ways of getting the source pages mapped that the client
+// could use; plus pread into the same buffers, and xxh64 over the mapping
+// (what ClientOptions::verify_local_checksums costs). No LibTorch, no server.
+//
+//   local_limit_bench FILE [--iters 3] [--tensor_bytes 4194304]
+// Prints "RESULT NAME_best_s / NAME_mean_s / NAME_faults" lines, as load_bench.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+long MinorFaults() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_minflt;
+}
+
+void Result(const std::string& key, double value) { std::printf("RESULT %s %.6f\n", key.c_str(), value); }
+
+void Time(const std::string& name, int iters, const std::function<void()>& fn) {
+  double best = 1e30, sum = 0;
+  long faults = 0;
+  for (int i = 0; i < iters; ++i) {
+    const long f0 = MinorFaults();
+    const auto t0 = Clock::now();
+    fn();
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    faults += MinorFaults() - f0;
+    best = std::min(best, s);
+    sum += s;
+  }
+  Result(name + "_best_s", best);
+  Result(name + "_mean_s", sum / iters);
+  Result(name + "_faults", static_cast<double>(faults) / iters);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: local_limit_bench FILE [--iters N] [--tensor_bytes N]\n");
+    return 2;
+  }
+  const std::string path = argv[1];
+  int iters = 3;
+  size_t tensor_bytes = 4 << 20;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--iters") == 0) iters = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--tensor_bytes") == 0) tensor_bytes = std::strtoull(argv[i + 1], nullptr, 10);
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || ::fstat(fd, &st) != 0) {
+    std::perror(path.c_str());
+    return 1;
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  // Warm the page cache (the server has the file mapped in practice).
+  {
+    std::vector<char> buf(16 << 20);
+    for (off_t off = 0; ::pread(fd, buf.data(), buf.size(), off) > 0; off += buf.size()) {
+    }
+  }
+  // The "module": one pre-touched buffer per tensor.
+  std::vector<std::vector<char>> dest;
+  for (size_t off = 0; off < size; off += tensor_bytes) {
+    dest.emplace_back(std::min(tensor_bytes, size - off), 1);
+  }
+  std::printf("file %s: %zu bytes, %zu buffers of %zu\n", path.c_str(), size, dest.size(),
+              tensor_bytes);
+
+  auto copy_from = [&](const char* base, const std::function<void(size_t, size_t)>& before) {
+    size_t off = 0;
+    for (std::vector<char>& d : dest) {
+      if (before) before(off, d.size());
+      std::memcpy(d.data(), base + off, d.size());
+      off += d.size();
+    }
+  };
+  auto with_map = [&](int flags, const std::function<void(char*)>& body) {
+    void* addr = ::mmap(nullptr, size, PROT_READ, MAP_SHARED | flags, fd, 0);
+    if (addr == MAP_FAILED) {
+      std::perror("mmap");
+      std::exit(1);
+    }
+    body(static_cast<char*>(addr));
+    ::munmap(addr, size);
+  };
+
+  Time("mmap_fault", iters, [&] { with_map(0, [&](char* base) { copy_from(base, nullptr); }); });
+  Time("mmap_populate", iters,
+       [&] { with_map(MAP_POPULATE, [&](char* base) { copy_from(base, nullptr); }); });
+  Time("madvise_willneed_sequential", iters, [&] {
+    with_map(0, [&](char* base) {
+      ::madvise(base, size, MADV_WILLNEED);
+      ::madvise(base, size, MADV_SEQUENTIAL);
+      copy_from(base, nullptr);
+    });
+  });
+#ifdef MADV_POPULATE_READ
+  Time("madvise_populate_read_per_tensor", iters, [&] {
+    with_map(0, [&](char* base) {
+      const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+      copy_from(base, [&](size_t off, size_t n) {
+        const size_t lo = off / page * page;
+        ::madvise(base + lo, off + n - lo, MADV_POPULATE_READ);
+      });
+    });
+  });
+#endif
+  Time("pread", iters, [&] {
+    size_t off = 0;
+    for (std::vector<char>& d : dest) {
+      if (::pread(fd, d.data(), d.size(), static_cast<off_t>(off)) != static_cast<ssize_t>(d.size())) {
+        std::perror("pread");
+        std::exit(1);
+      }
+      off += d.size();
+    }
+  });
+  uint64_t sink = 0;
+  Time("xxh64_mapped", iters, [&] {
+    with_map(MAP_POPULATE, [&](char* base) { sink ^= XXH64(base, size, 0); });
+  });
+  Time("xxh64_warm_buffers", iters, [&] {
+    for (const std::vector<char>& d : dest) sink ^= XXH64(d.data(), d.size(), 0);
+  });
+  std::printf("(checksum fold %016llx)\n", static_cast<unsigned long long>(sink));
+  ::close(fd);
+  return 0;
+}
