@@ -38,6 +38,17 @@
 
 namespace weightd {
 
+// How bytes bound for a CUDA device travel (Load into CUDA parameters, Fetch
+// onto cuda:N): each chunk is memcpy'd into the next of `slots` pinned host
+// buffers of `slot_bytes`, copied to the device asynchronously on a CUDA
+// stream of the call's own, and the buffer is reused once its copy is done.
+// Pinned memory: slots x slot_bytes per device (at most 1 GiB), allocated
+// once per call from LibTorch's caching host allocator.
+struct CudaStaging {
+  uint32_t slots = 4;       // 1..64 (0: 4)
+  uint32_t slot_bytes = 0;  // >= 4 KiB; 0: one chunk (chunk_bytes, else the server's 1 MiB)
+};
+
 struct LoadOptions : MatchSpec {
   // Dtype the server sends (e.g. bfloat16 to halve the bytes); each tensor
   // is then converted into its parameter's dtype as copy_ does. Unset: the
@@ -53,6 +64,8 @@ struct LoadOptions : MatchSpec {
   // Called on the loading thread after each chunk with (bytes received,
   // bytes the load will receive in all).
   std::function<void(uint64_t, uint64_t)> progress;
+  // CUDA destinations only; checked when the module has CUDA tensors.
+  CudaStaging cuda_staging;
 };
 
 // What a load did. After a failure, `written` says which parameters and
@@ -73,11 +86,19 @@ struct LoadReport {
   // why (ClientOptions::local).
   std::string transport;
   std::string transport_note;
+  // CUDA destinations: host-to-device copies queued, and how often the
+  // receiving thread waited for a staging buffer whose copy still ran.
+  uint64_t staging_copies = 0;
+  uint64_t staging_waits = 0;
 };
 
 // FetchSpec, plus where the tensors go.
 struct FetchOptions : FetchSpec {
-  torch::Device device = torch::kCPU;  // like torch.load's map_location
+  // Like torch.load's map_location: kCPU, "cuda" (the current device) or
+  // "cuda:N". Tensors for CUDA are allocated there and filled through the
+  // staging ring; the call returns once they hold their bytes.
+  torch::Device device = torch::kCPU;
+  CudaStaging cuda_staging;
 };
 
 using TensorMap = torch::OrderedDict<std::string, torch::Tensor>;

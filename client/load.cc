@@ -5,14 +5,18 @@
 //
 // Memory: a contiguous CPU destination of the dtype sent gets each chunk
 // memcpy'd into place; another dtype is converted chunk by chunk (copy_ on
-// the chunk's whole elements); a CUDA destination gets each chunk through a
-// pinned buffer and a non-blocking copy. Pinned buffers come from LibTorch's
-// caching host allocator, which records the copy's stream and does not hand
-// a block out again before that copy is done, so dropping our reference after
-// queuing the copy is safe and the host never waits per chunk. Extra memory is
-// thus a few chunks, except for a non-contiguous destination (a whole tensor
-// of scratch) and a staged load (a copy of every matched tensor).
-#include <torch/cuda.h>
+// the chunk's whole elements). A CUDA destination gets its bytes through the
+// staging ring (client/cuda_staging.h): pinned slots, cudaMemcpyAsync on the
+// load's own stream, straight into the parameter's memory when it is
+// contiguous and of the dtype sent. Otherwise (another dtype, not
+// contiguous, a staged load) the bytes land as sent in a contiguous device
+// tensor of the source dtype, and one copy_ on the same stream converts or
+// scatters them at the tensor's end: converting there is a kernel at device
+// bandwidth, where converting on the host would cost the receiving thread a
+// pass over every element. Extra memory is thus a few chunks (host) plus, on
+// the device, one such tensor at a time; a non-contiguous CPU destination
+// costs a whole tensor of host scratch, a staged load a copy of every
+// matched tensor (on its device).
 #include <torch/utils.h>
 
 #include <cstring>
@@ -27,20 +31,29 @@
 #include "client/client.h"
 #include "client/client_impl.h"
 #include "client/convert.h"
+#include "client/cuda_staging.h"
 #include "client/fetch_stream.h"
 #include "client/local_fetch.h"
+#include "client/staging_ring.h"
 #include "core/util/status_macros.h"
 
 namespace weightd {
 namespace {
 
+using client_internal::CudaStager;
 using client_internal::FetchSink;
+using client_internal::StagingRingShape;
 
 class LoadSink : public FetchSink {
  public:
   LoadSink(const LoadOptions& options, std::optional<DType> cast,
-           absl::flat_hash_map<std::string, torch::Tensor> targets, LoadReport* report)
-      : options_(options), cast_(cast), targets_(std::move(targets)), report_(report) {}
+           absl::flat_hash_map<std::string, torch::Tensor> targets, StagingRingShape ring,
+           LoadReport* report)
+      : options_(options),
+        cast_(cast),
+        targets_(std::move(targets)),
+        ring_(ring),
+        report_(report) {}
 
   absl::Status OnReport(const v1::MatchReport& proto) override {
     WEIGHTD_ASSIGN_OR_RETURN(MatchReport report, client_internal::FromProto(proto));
@@ -79,17 +92,30 @@ class LoadSink : public FetchSink {
     elem_size_ = DTypeSize(dtype);
     elements_ = 0;
     carry_.clear();
+    stager_ = nullptr;
+    if (dest_.is_cuda() && CudaStager::Built()) {
+      WEIGHTD_ASSIGN_OR_RETURN(stager_, StagerFor(dest_.device()));
+    }
     return Torch([&] {
-      if (options_.staged) {
-        staged_.push_back(
-            {name_, dest_, torch::empty_like(dest_, torch::MemoryFormat::Contiguous)});
-        work_ = staged_.back().staged;
-      } else if (dest_.is_contiguous()) {
-        work_ = dest_;
+      const torch::TensorOptions as_sent = torch::TensorOptions().dtype(src_type_);
+      if (dest_.is_cpu()) {
+        work_ = !options_.staged && dest_.is_contiguous()
+                    ? dest_
+                    : torch::empty_like(dest_, torch::MemoryFormat::Contiguous);
+      } else if (stager_ != nullptr) {
+        if (!options_.staged && dest_.is_contiguous() && dest_.scalar_type() == src_type_) {
+          work_ = dest_;
+        } else {
+          stager_->OnStream(
+              [&] { work_ = torch::empty(dest_.sizes(), as_sent.device(dest_.device())); });
+        }
+        stager_->BeginTensor(work_.data_ptr(), work_.nbytes());
       } else {
-        work_ = torch::empty_like(dest_, torch::MemoryFormat::Contiguous);
+        // A device without the ring: host bytes, one copy_ at the end.
+        work_ = torch::empty(dest_.sizes(), as_sent);
       }
-      direct_ = work_.device().is_cpu() && work_.scalar_type() == src_type_;
+      if (options_.staged) staged_.push_back({name_, dest_, work_, stager_});
+      direct_ = work_.is_cpu() && work_.scalar_type() == src_type_;
       flat_ = work_.view({-1});
     });
   }
@@ -97,6 +123,7 @@ class LoadSink : public FetchSink {
   absl::Status OnChunk(absl::string_view data, uint64_t offset) override {
     report_->bytes += data.size();
     if (options_.progress) options_.progress(report_->bytes, total_bytes_);
+    if (stager_ != nullptr) return Torch([&] { stager_->Write(data); });
     if (direct_) {
       std::memcpy(static_cast<char*>(work_.data_ptr()) + offset, data.data(), data.size());
       return absl::OkStatus();
@@ -121,15 +148,17 @@ class LoadSink : public FetchSink {
   }
 
   absl::Status OnTensorDone() override {
+    if (stager_ != nullptr) WEIGHTD_RETURN_IF_ERROR(Torch([&] { stager_->EndTensor(); }));
     if (!options_.staged) {
       if (!work_.is_same(dest_)) {
-        WEIGHTD_RETURN_IF_ERROR(Torch([&] { dest_.copy_(work_, /*non_blocking=*/true); }));
+        WEIGHTD_RETURN_IF_ERROR(Torch([&] { CopyInto(dest_, work_, stager_); }));
       }
       report_->written.push_back(name_);
       ++report_->tensors;
     }
     ++received_tensors_;
     work_ = flat_ = dest_ = torch::Tensor();
+    stager_ = nullptr;
     return absl::OkStatus();
   }
 
@@ -142,11 +171,24 @@ class LoadSink : public FetchSink {
     if (!options_.staged) return absl::OkStatus();
     return Torch([&] {
       for (Staged& s : staged_) {
-        s.dest.copy_(s.staged, /*non_blocking=*/true);
+        CopyInto(s.dest, s.staged, s.stager);
         report_->written.push_back(s.name);
         ++report_->tensors;
       }
     });
+  }
+
+  // Waits for every device copy; after a failure too, so that what
+  // `written` lists holds its bytes when Load returns.
+  absl::Status Finish() {
+    absl::Status status;
+    for (const std::unique_ptr<CudaStager>& stager : stagers_) {
+      if (stager == nullptr) continue;
+      status.Update(stager->Finish());
+      report_->staging_copies += stager->flushes();
+      report_->staging_waits += stager->waits();
+    }
+    return status;
   }
 
   size_t expected_tensors() const { return expected_tensors_; }
@@ -163,45 +205,65 @@ class LoadSink : public FetchSink {
     }
   }
 
+  // Host conversion into a CPU destination (work_ is CPU here).
   void CopyElements(const char* data, size_t n) {
     const int64_t count = static_cast<int64_t>(n);
-    torch::Tensor dst = flat_.narrow(0, elements_, count);
-    if (work_.device().is_cpu()) {
-      torch::Tensor src = torch::from_blob(const_cast<char*>(data), {count},
-                                           torch::TensorOptions().dtype(src_type_));
-      dst.copy_(src);
-    } else {
-      torch::Tensor pinned =
-          torch::empty({count}, torch::TensorOptions().dtype(src_type_).pinned_memory(true));
-      std::memcpy(pinned.data_ptr(), data, n * elem_size_);
-      dst.copy_(pinned, /*non_blocking=*/true);
-    }
+    torch::Tensor src =
+        torch::from_blob(const_cast<char*>(data), {count}, torch::TensorOptions().dtype(src_type_));
+    flat_.narrow(0, elements_, count).copy_(src);
     elements_ += count;
+  }
+
+  // `from` (received bytes) into `dest`, converting and scattering as
+  // copy_ does; on the stager's stream when it came through the ring, so it
+  // runs after that tensor's copies.
+  static void CopyInto(torch::Tensor& dest, const torch::Tensor& from, CudaStager* stager) {
+    if (stager != nullptr) {
+      stager->OnStream([&] { dest.copy_(from, /*non_blocking=*/true); });
+    } else {
+      dest.copy_(from);
+    }
+  }
+
+  // One stager per CUDA device the module uses, made at its first tensor.
+  absl::StatusOr<CudaStager*> StagerFor(const torch::Device& device) {
+    WEIGHTD_ASSIGN_OR_RETURN(c10::DeviceIndex index, CudaStager::Resolve(device, "Load into"));
+    if (stagers_.size() <= static_cast<size_t>(index)) stagers_.resize(index + 1);
+    if (stagers_[index] == nullptr) {
+      WEIGHTD_ASSIGN_OR_RETURN(stagers_[index], CudaStager::Create(index, ring_));
+    }
+    return stagers_[index].get();
   }
 
   const LoadOptions& options_;
   const std::optional<DType> cast_;  // what the server casts to, if anything
   uint64_t total_bytes_ = 0;
   absl::flat_hash_map<std::string, torch::Tensor> targets_;
+  const StagingRingShape ring_;
   LoadReport* report_;
   size_t expected_tensors_ = 0;
   size_t received_tensors_ = 0;
 
   // The tensor being received.
   std::string name_;
-  torch::Tensor dest_;  // the parameter or buffer
-  torch::Tensor work_;  // where bytes land: dest_, a staging or scratch tensor
-  torch::Tensor flat_;  // work_ as 1-d
+  torch::Tensor dest_;            // the parameter or buffer
+  torch::Tensor work_;            // where bytes land: dest_, a staging or scratch tensor
+  torch::Tensor flat_;            // work_ as 1-d
+  CudaStager* stager_ = nullptr;  // dest_'s, when it is on a CUDA device
   bool direct_ = false;
   c10::ScalarType src_type_ = torch::kFloat32;
   size_t elem_size_ = 1;
   int64_t elements_ = 0;
   std::string carry_;
 
+  // Indexed by CUDA device; declared before staged_ so that they outlive
+  // it: their destructors wait for the copies into the staged tensors.
+  std::vector<std::unique_ptr<CudaStager>> stagers_;
   struct Staged {
     std::string name;
     torch::Tensor dest;
-    torch::Tensor staged;
+    torch::Tensor staged;  // CPU: dest's dtype; device: the dtype sent
+    CudaStager* stager;
   };
   std::vector<Staged> staged_;
 };
@@ -266,16 +328,23 @@ absl::Status Client::Load(torch::nn::Module& module, const std::string& model,
   request.set_chunk_bytes(options.chunk_bytes);
   request.set_max_receive_bytes(ClientCore::options().max_receive_bytes);
 
+  StagingRingShape ring;
+  if (AnyCuda(targets)) {
+    WEIGHTD_ASSIGN_OR_RETURN(
+        ring, client_internal::ChooseStagingRing(
+                  options.cuda_staging.slots, options.cuda_staging.slot_bytes, options.chunk_bytes,
+                  ClientCore::options().max_receive_bytes));
+  }
+
   torch::NoGradGuard no_grad;
-  const bool cuda = AnyCuda(targets);
-  LoadSink sink(options, cast, std::move(targets), report);
+  LoadSink sink(options, cast, std::move(targets), ring, report);
   TransportInfo transport;
-  absl::Status status = client_internal::RunFetchAuto(impl()->stub.get(), ClientCore::options(), request,
-                                                      &sink, &transport);
+  absl::Status status = client_internal::RunFetchAuto(impl()->stub.get(), ClientCore::options(),
+                                                      request, &sink, &transport);
   report->transport = transport.transport;
   report->transport_note = transport.note;
   if (status.ok()) status = sink.Commit();
-  if (cuda) torch::cuda::synchronize();
+  status.Update(sink.Finish());
   report->seconds = absl::ToDoubleSeconds(absl::Now() - start);
   if (!status.ok()) {
     return absl::Status(

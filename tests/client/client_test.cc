@@ -4,6 +4,7 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <torch/cuda.h>
 #include <unistd.h>
 
 #include <thread>
@@ -378,6 +379,17 @@ TEST_F(ClientTest, FetchReturnsTensorsInCheckpointOrderOnCpu) {
     EXPECT_TRUE(item.value().device().is_cpu());
     EXPECT_EQ(Checksum(item.value()), expected.at(item.key())) << item.key();
   }
+}
+
+// Where CUDA is absent (this lane's LibTorch, or no device), map_location
+// cuda:0 is a clear error, not a LibTorch exception through the stream.
+TEST_F(ClientTest, FetchOntoCudaWithoutCudaIsFailedPrecondition) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "CUDA present: client_gpu_test covers it";
+  FetchOptions options;
+  options.device = torch::Device(torch::kCUDA, 0);
+  absl::StatusOr<TensorMap> tensors = client_->Fetch("lenet", options);
+  EXPECT_EQ(tensors.status().code(), absl::StatusCode::kFailedPrecondition) << tensors.status();
+  EXPECT_THAT(tensors.status().message(), HasSubstr("Fetch onto cuda:0: no CUDA device"));
 }
 
 TEST_F(ClientTest, FetchSelectsAndRenamesWithRules) {
