@@ -80,6 +80,8 @@ absl::Status FetchReactor::Begin(ModelStore* store, grpc::CallbackServerContext*
   absl::StatusOr<std::shared_ptr<const StateDictView>> view = snapshot_->View(parsed.select());
   if (!view.ok()) return view.status();
   view_ = *std::move(view);
+  // The device copy holds the default view only.
+  if (view_ == snapshot_->default_view()) residency_ = store->ResidencyForFetch(snapshot_);
   absl::StatusOr<FetchPlan> plan = PlanFetch(*view_, *spec);
   if (!plan.ok()) return plan.status();
   plan_ = *std::move(plan);
@@ -138,7 +140,25 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
       message_ = Serialize(response);
       return true;
     }
-    if (offset_ < bytes_.size()) {
+    if (reader_ != nullptr && reader_->offset() < reader_->size()) {
+      const uint64_t offset = reader_->offset();
+      absl::StatusOr<StagedChunk> chunk = reader_->Next();
+      if (!chunk.ok()) {
+        return absl::Status(chunk.status().code(),
+                            absl::StrCat("tensor \"", planned.source, "\" from ",
+                                         residency_->tier(), ": ", chunk.status().message()));
+      }
+      std::string prefix =
+          EncodeChunkPrefix(static_cast<uint32_t>(tensor_), offset, chunk->bytes.size());
+      grpc::Slice slices[2] = {
+          grpc::Slice(prefix),
+          grpc::Slice(const_cast<uint8_t*>(chunk->bytes.data()), chunk->bytes.size(),
+                      &DropReference, new std::shared_ptr<const void>(std::move(chunk->lease))),
+      };
+      message_ = grpc::ByteBuffer(slices, 2);
+      return true;
+    }
+    if (reader_ == nullptr && offset_ < bytes_.size()) {
       const uint64_t n = std::min<uint64_t>(chunk_bytes_, bytes_.size() - offset_);
       std::string prefix = EncodeChunkPrefix(static_cast<uint32_t>(tensor_), offset_, n);
       grpc::Slice slices[2] = {
@@ -154,6 +174,7 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
     header_sent_ = false;
     bytes_ = {};
     keepalive_.reset();
+    reader_.reset();
   }
   return false;
 }
@@ -161,7 +182,15 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
 absl::Status FetchReactor::PrepareTensor(const PlannedTensor& planned, v1::TensorHeader* header) {
   const TensorRecord& record = view_->tensors()[planned.index].second;
   uint64_t checksum;
-  if (planned.send_dtype == record.dtype && record.is_contiguous()) {
+  if (residency_ != nullptr && planned.send_dtype == record.dtype && record.nbytes() > 0) {
+    // From the device: row-major there whatever the host strides; the
+    // checksum was taken at upload.
+    reader_ = std::make_unique<DeviceReader>(residency_, planned.index, chunk_bytes_);
+    bytes_ = {};
+    keepalive_.reset();
+    checksum = view_->Checksum(planned.index);
+    header->set_nbytes(reader_->size());
+  } else if (planned.send_dtype == record.dtype && record.is_contiguous()) {
     // Zero-copy: slices point into the mmap; the snapshot keeps it mapped.
     bytes_ = record.nbytes() == 0 ? absl::Span<const uint8_t>()
                                   : absl::Span<const uint8_t>(record.data(), record.nbytes());
@@ -189,7 +218,7 @@ absl::Status FetchReactor::PrepareTensor(const PlannedTensor& planned, v1::Tenso
   header->set_source(planned.source);
   header->set_dtype(std::string(DTypeName(planned.send_dtype)));
   header->mutable_shape()->Add(record.shape.begin(), record.shape.end());
-  header->set_nbytes(bytes_.size());
+  if (reader_ == nullptr) header->set_nbytes(bytes_.size());
   header->set_checksum(absl::StrCat(absl::Hex(checksum, absl::kZeroPad16)));
   return absl::OkStatus();
 }

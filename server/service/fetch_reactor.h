@@ -7,6 +7,10 @@
 // whose destroy callback drops a reference to the snapshot; no tensor byte
 // is copied into a protobuf string. Tensors that need a cast or are not
 // contiguous are converted once into a scratch buffer the slices share.
+// A GPU-resident version (ModelStore::ResidencyForFetch) is read from the
+// device instead: a DeviceReader copies it through pinned staging buffers,
+// double-buffered, and each chunk's slice holds its staging buffer until
+// gRPC destroys the slice.
 #ifndef WEIGHTD_SERVER_SERVICE_FETCH_REACTOR_H_
 #define WEIGHTD_SERVER_SERVICE_FETCH_REACTOR_H_
 
@@ -19,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "server/cache/device_reader.h"
 #include "server/cache/fetch_plan.h"
 #include "server/cache/model_store.h"
 #include "server/service/chunk_framing.h"
@@ -66,6 +71,10 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   size_t tensor_ ABSL_GUARDED_BY(mu_) = 0;
   bool header_sent_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t offset_ ABSL_GUARDED_BY(mu_) = 0;
+  // The device copy of the version (null: read the host copy), and the
+  // reader of the current tensor when it is read from there.
+  std::shared_ptr<const GpuResidency> residency_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<DeviceReader> reader_ ABSL_GUARDED_BY(mu_);
   // The current tensor's bytes to send and what keeps them alive.
   absl::Span<const uint8_t> bytes_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const void> keepalive_ ABSL_GUARDED_BY(mu_);
