@@ -74,11 +74,12 @@ int StagingPool::allocations() const {
   return allocations_;
 }
 
-DeviceReader::DeviceReader(std::shared_ptr<const GpuResidency> residency, size_t index,
-                           uint64_t chunk_bytes)
-    : residency_(std::move(residency)),
-      source_(residency_->data(index)),
-      size_(residency_->placement(index).bytes) {
+DeviceReader::DeviceReader(std::shared_ptr<const GpuResidency> residency,
+                           std::vector<int> indices, uint64_t chunk_bytes)
+    : residency_(std::move(residency)) {
+  for (int index : indices) {
+    ranges_.push_back({residency_->data(index), residency_->placement(index).bytes});
+  }
   const uint64_t buffer = residency_->staging()->buffer_bytes();
   chunk_bytes_ = std::clamp<uint64_t>(chunk_bytes, 1, buffer);
   // A whole number of chunks per buffer, so chunk offsets are those of the
@@ -87,6 +88,14 @@ DeviceReader::DeviceReader(std::shared_ptr<const GpuResidency> residency, size_t
 }
 
 DeviceReader::~DeviceReader() { stream_.reset(); }
+
+bool DeviceReader::FillsLeft() {
+  while (fill_tensor_ < ranges_.size() && fill_offset_ >= ranges_[fill_tensor_].size) {
+    ++fill_tensor_;
+    fill_offset_ = 0;
+  }
+  return fill_tensor_ < ranges_.size();
+}
 
 absl::Status DeviceReader::StartFill() {
   if (stream_ == nullptr) {
@@ -97,34 +106,33 @@ absl::Status DeviceReader::StartFill() {
   }
   absl::StatusOr<std::shared_ptr<uint8_t>> buffer = residency_->staging()->Take();
   if (!buffer.ok()) return buffer.status();
+  const Range& range = ranges_[fill_tensor_];
   Fill fill;
   fill.buffer = *std::move(buffer);
-  fill.bytes = std::min(fill_bytes_, size_ - filled_);
+  fill.tensor = fill_tensor_;
+  fill.offset = fill_offset_;
+  fill.bytes = std::min(fill_bytes_, range.size - fill_offset_);
   absl::StatusOr<uint64_t> ticket =
-      stream_->CopyToHostAsync(fill.buffer.get(), source_ + filled_, fill.bytes);
+      stream_->CopyToHostAsync(fill.buffer.get(), range.source + fill_offset_, fill.bytes);
   if (!ticket.ok()) return ticket.status();
   fill.ticket = *ticket;
-  filled_ += fill.bytes;
+  fill_offset_ += fill.bytes;
   pending_.push_back(std::move(fill));
   return absl::OkStatus();
 }
 
 absl::StatusOr<StagedChunk> DeviceReader::Next() {
-  if (handed_ >= size_) return StagedChunk{};
   if (current_.buffer == nullptr || current_pos_ == current_.bytes) {
     // Our reference goes; slices gRPC still holds keep the buffer out of
     // the pool until they are destroyed.
     current_ = Fill();
-    if (pending_.empty()) {
-      absl::Status started = StartFill();
-      if (!started.ok()) return started;
-    }
     // Start the following copy before waiting for this one: it runs while
     // this buffer's chunks are sent.
-    while (pending_.size() < 1 + kFillsAhead && filled_ < size_) {
+    while (pending_.size() < 1 + kFillsAhead && FillsLeft()) {
       absl::Status started = StartFill();
       if (!started.ok()) return started;
     }
+    if (pending_.empty()) return StagedChunk{};  // every tensor handed out
     Fill next = std::move(pending_.front());
     pending_.pop_front();
     absl::Status done = stream_->Wait(next.ticket);
@@ -136,8 +144,9 @@ absl::StatusOr<StagedChunk> DeviceReader::Next() {
   StagedChunk chunk;
   chunk.bytes = absl::Span<const uint8_t>(current_.buffer.get() + current_pos_, n);
   chunk.lease = current_.buffer;
+  chunk.tensor = current_.tensor;
+  chunk.offset = current_.offset + current_pos_;
   current_pos_ += n;
-  handed_ += n;
   return chunk;
 }
 

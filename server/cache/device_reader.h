@@ -56,54 +56,68 @@ class StagingPool : public std::enable_shared_from_this<StagingPool> {
   int allocations_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// Bytes of a staging buffer, valid while `lease` is held.
+// Bytes of a staging buffer, valid while `lease` is held: `offset` onwards
+// of the reader's tensor number `tensor` (a position in its index list).
 struct StagedChunk {
   absl::Span<const uint8_t> bytes;
   std::shared_ptr<const void> lease;
+  size_t tensor = 0;
+  uint64_t offset = 0;
 };
 
-// Reads one tensor of a residency from its start, chunk by chunk. Not
+// Reads tensors of a residency one after another, chunk by chunk, as one
+// pipeline: the copy ahead may already belong to the next tensor, so a
+// model of many small tensors overlaps copies and sends too. Not
 // thread-safe (one stream's reactor uses it under its lock). Holds the
 // residency, so the device memory stays while it reads.
 class DeviceReader {
  public:
+  // Tensors `indices` (into residency->view()->tensors()), in this order.
   // Chunks of `chunk_bytes` (at most the pool's buffer size: a larger
   // request is served in buffer-sized chunks, which the protocol allows).
-  DeviceReader(std::shared_ptr<const GpuResidency> residency, size_t index, uint64_t chunk_bytes);
+  DeviceReader(std::shared_ptr<const GpuResidency> residency, std::vector<int> indices,
+               uint64_t chunk_bytes);
   // Waits for its copies in flight: their staging buffers may be reused
   // once it returns.
   ~DeviceReader();
   DeviceReader(const DeviceReader&) = delete;
   DeviceReader& operator=(const DeviceReader&) = delete;
 
-  uint64_t size() const { return size_; }
-  // Tensor bytes handed out so far (the next chunk's offset).
-  uint64_t offset() const { return handed_; }
   uint64_t chunk_bytes() const { return chunk_bytes_; }
+  // Bytes of tensor number `tensor` (a position in the index list).
+  uint64_t size(size_t tensor) const { return ranges_[tensor].size; }
 
-  // The next chunk (empty at the end). Blocks until its buffer's copy is
-  // done, having started the next buffer's copy first.
+  // The next chunk: the rest of the current tensor, then the next tensor's
+  // (empty bytes after the last). Blocks until its buffer's copy is done,
+  // having started the following buffer's copy first.
   absl::StatusOr<StagedChunk> Next();
 
  private:
+  struct Range {
+    const uint8_t* source = nullptr;
+    uint64_t size = 0;
+  };
   struct Fill {
     std::shared_ptr<uint8_t> buffer;
+    size_t tensor = 0;
+    uint64_t offset = 0;  // in the tensor
     uint64_t bytes = 0;
     uint64_t ticket = 0;
   };
-  // Copies to one staging buffer in flight at most, besides the one whose
+  // Copies to staging buffers in flight at most, besides the one whose
   // chunks are being handed out: double buffering.
   static constexpr size_t kFillsAhead = 1;
 
+  bool FillsLeft();
   absl::Status StartFill();
 
   const std::shared_ptr<const GpuResidency> residency_;
-  const uint8_t* const source_;
-  const uint64_t size_;
+  std::vector<Range> ranges_;
   uint64_t chunk_bytes_;
   uint64_t fill_bytes_;
-  uint64_t filled_ = 0;  // tensor bytes whose copy has been started
-  uint64_t handed_ = 0;
+  // Where the next copy starts.
+  size_t fill_tensor_ = 0;
+  uint64_t fill_offset_ = 0;
   Fill current_;
   uint64_t current_pos_ = 0;
   std::deque<Fill> pending_;

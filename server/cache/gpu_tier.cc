@@ -103,9 +103,10 @@ absl::StatusOr<std::optional<int>> GpuTier::ParseCacheTier(absl::string_view tie
   // "cuda" alone is torch.device("cuda"): the current device, 0 here.
   if (tier == "cuda") return std::optional<int>(0);
   int device = 0;
-  if (absl::ConsumePrefix(&tier, "cuda:") && !tier.empty() &&
-      std::all_of(tier.begin(), tier.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-      tier.size() <= 4 && absl::SimpleAtoi(tier, &device)) {
+  absl::string_view index = tier;
+  if (absl::ConsumePrefix(&index, "cuda:") && !index.empty() && index.size() <= 4 &&
+      std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+      absl::SimpleAtoi(index, &device)) {
     return std::optional<int>(device);
   }
   return absl::InvalidArgumentError(

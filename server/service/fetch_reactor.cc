@@ -85,6 +85,22 @@ absl::Status FetchReactor::Begin(ModelStore* store, grpc::CallbackServerContext*
   absl::StatusOr<FetchPlan> plan = PlanFetch(*view_, *spec);
   if (!plan.ok()) return plan.status();
   plan_ = *std::move(plan);
+  if (residency_ != nullptr && plan_.report.ok()) {
+    std::vector<int> indices;
+    from_device_.assign(plan_.tensors.size(), false);
+    for (size_t i = 0; i < plan_.tensors.size(); ++i) {
+      const PlannedTensor& planned = plan_.tensors[i];
+      const TensorRecord& record = view_->tensors()[planned.index].second;
+      // Casts are computed on the host copy; empty tensors have no bytes.
+      if (planned.send_dtype == record.dtype && record.nbytes() > 0) {
+        from_device_[i] = true;
+        indices.push_back(planned.index);
+      }
+    }
+    if (!indices.empty()) {
+      reader_ = std::make_unique<DeviceReader>(residency_, std::move(indices), chunk_bytes_);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -140,16 +156,21 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
       message_ = Serialize(response);
       return true;
     }
-    if (reader_ != nullptr && reader_->offset() < reader_->size()) {
-      const uint64_t offset = reader_->offset();
+    const bool from_device = reader_ != nullptr && from_device_[tensor_];
+    if (from_device && device_offset_ < reader_->size(device_tensor_)) {
       absl::StatusOr<StagedChunk> chunk = reader_->Next();
+      if (chunk.ok() && (chunk->tensor != device_tensor_ || chunk->offset != device_offset_ ||
+                         chunk->bytes.empty())) {
+        chunk = absl::InternalError("device reader out of step with the plan");
+      }
       if (!chunk.ok()) {
         return absl::Status(chunk.status().code(),
                             absl::StrCat("tensor \"", planned.source, "\" from ",
                                          residency_->tier(), ": ", chunk.status().message()));
       }
       std::string prefix =
-          EncodeChunkPrefix(static_cast<uint32_t>(tensor_), offset, chunk->bytes.size());
+          EncodeChunkPrefix(static_cast<uint32_t>(tensor_), device_offset_, chunk->bytes.size());
+      device_offset_ += chunk->bytes.size();
       grpc::Slice slices[2] = {
           grpc::Slice(prefix),
           grpc::Slice(const_cast<uint8_t*>(chunk->bytes.data()), chunk->bytes.size(),
@@ -158,7 +179,7 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
       message_ = grpc::ByteBuffer(slices, 2);
       return true;
     }
-    if (reader_ == nullptr && offset_ < bytes_.size()) {
+    if (!from_device && offset_ < bytes_.size()) {
       const uint64_t n = std::min<uint64_t>(chunk_bytes_, bytes_.size() - offset_);
       std::string prefix = EncodeChunkPrefix(static_cast<uint32_t>(tensor_), offset_, n);
       grpc::Slice slices[2] = {
@@ -170,11 +191,14 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
       offset_ += n;
       return true;
     }
+    if (from_device) {
+      ++device_tensor_;
+      device_offset_ = 0;
+    }
     ++tensor_;
     header_sent_ = false;
     bytes_ = {};
     keepalive_.reset();
-    reader_.reset();
   }
   return false;
 }
@@ -182,14 +206,13 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
 absl::Status FetchReactor::PrepareTensor(const PlannedTensor& planned, v1::TensorHeader* header) {
   const TensorRecord& record = view_->tensors()[planned.index].second;
   uint64_t checksum;
-  if (residency_ != nullptr && planned.send_dtype == record.dtype && record.nbytes() > 0) {
+  if (reader_ != nullptr && from_device_[tensor_]) {
     // From the device: row-major there whatever the host strides; the
     // checksum was taken at upload.
-    reader_ = std::make_unique<DeviceReader>(residency_, planned.index, chunk_bytes_);
     bytes_ = {};
     keepalive_.reset();
     checksum = view_->Checksum(planned.index);
-    header->set_nbytes(reader_->size());
+    header->set_nbytes(reader_->size(device_tensor_));
   } else if (planned.send_dtype == record.dtype && record.is_contiguous()) {
     // Zero-copy: slices point into the mmap; the snapshot keeps it mapped.
     bytes_ = record.nbytes() == 0 ? absl::Span<const uint8_t>()
@@ -218,7 +241,7 @@ absl::Status FetchReactor::PrepareTensor(const PlannedTensor& planned, v1::Tenso
   header->set_source(planned.source);
   header->set_dtype(std::string(DTypeName(planned.send_dtype)));
   header->mutable_shape()->Add(record.shape.begin(), record.shape.end());
-  if (reader_ == nullptr) header->set_nbytes(bytes_.size());
+  if (reader_ == nullptr || !from_device_[tensor_]) header->set_nbytes(bytes_.size());
   header->set_checksum(absl::StrCat(absl::Hex(checksum, absl::kZeroPad16)));
   return absl::OkStatus();
 }

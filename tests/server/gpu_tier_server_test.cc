@@ -7,6 +7,7 @@
 // counters run in the first only.
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -34,7 +35,8 @@ class GpuTierServerTest : public ServerTest {
 #endif
   }
 
-  void Start(uint64_t gpu_cache_bytes = 0, bool from_device = true) {
+  void Start(uint64_t gpu_cache_bytes = 0, bool from_device = true,
+             const std::string& model_config_dir = "") {
 #ifndef WEIGHTD_TEST_CUDA
     backend_ = std::make_shared<HostBackend>();
 #endif
@@ -44,6 +46,7 @@ class GpuTierServerTest : public ServerTest {
     options.gpu_backend = backend_;
     options.gpu_cache_bytes = gpu_cache_bytes;
     options.gpu_fetch_from_device = from_device;
+    options.model_config_dir = model_config_dir;
     absl::StatusOr<std::unique_ptr<WeightServer>> server = WeightServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -105,6 +108,41 @@ TEST_F(GpuTierServerTest, AResidentModelIsFetchedFromTheDeviceWithThePythonBytes
   // The staging buffers came back from gRPC (slice destroy callbacks).
   if (backend_) EXPECT_GT(backend_->pinned_allocated_total(), 0);
   if (backend_) EXPECT_LE(backend_->pinned_allocated_total(), 4);
+}
+
+TEST_F(GpuTierServerTest, ViewsAndMixedDtypesComeFromTheDeviceRowMajor) {
+  // ddp.pt is a bare file: its config comes from a config directory.
+  const std::string configs = repo_ + "_configs";
+  std::filesystem::create_directories(configs);
+  std::ofstream(configs + "/ddp.pbtxt") << "cache_tier: \"cuda:0\"\n";
+  Start(0, true, configs);
+  FetchAndCheck("ddp");
+  EXPECT_EQ(Version("ddp").cache_tier(), "cuda:0");
+  std::filesystem::remove_all(configs);
+}
+
+TEST_F(GpuTierServerTest, ACastFetchMixesDeviceAndHostTensorsAndMatchesTheHostPath) {
+  SetCacheTier("lenet", "cuda:0");
+  v1::FetchRequest request;
+  request.set_model("lenet");
+  request.set_cast_dtype("float32");
+  FetchResult results[2];
+  for (bool from_device : {false, true}) {
+    Start(0, from_device);
+    results[from_device] = FetchAll(stub_.get(), request);
+    ASSERT_TRUE(results[from_device].status.ok()) << results[from_device].status.error_message();
+  }
+  ASSERT_EQ(results[0].tensors.size(), results[1].tensors.size());
+  // bn's int64 counter is cast on the host copy; the float32 tensors need
+  // no cast and come from the device.
+  std::set<std::string> dtypes;
+  for (const FetchedTensor& t : results[1].tensors) dtypes.insert(t.header.dtype());
+  EXPECT_EQ(dtypes, (std::set<std::string>{"float32"}));
+  if (backend_) EXPECT_GT(backend_->copies_started(), 0);
+  for (size_t i = 0; i < results[0].tensors.size(); ++i) {
+    EXPECT_EQ(results[0].tensors[i].bytes, results[1].tensors[i].bytes);
+    EXPECT_EQ(results[0].tensors[i].header.checksum(), results[1].tensors[i].header.checksum());
+  }
 }
 
 TEST_F(GpuTierServerTest, LargeChunksAreStagedToo) {

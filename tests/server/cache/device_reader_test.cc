@@ -33,13 +33,14 @@ class DeviceReaderTest : public ::testing::Test {
 
   // Tensor `index` read through a reader, with each chunk's offset and size.
   std::string ReadAll(size_t index, uint64_t chunk_bytes, std::vector<uint64_t>* sizes = nullptr) {
-    DeviceReader reader(residency_, index, chunk_bytes);
+    DeviceReader reader(residency_, {static_cast<int>(index)}, chunk_bytes);
     std::string out;
     for (;;) {
-      EXPECT_EQ(reader.offset(), out.size());
       absl::StatusOr<StagedChunk> chunk = reader.Next();
       EXPECT_TRUE(chunk.ok()) << chunk.status();
       if (!chunk.ok() || chunk->bytes.empty()) break;
+      EXPECT_EQ(chunk->tensor, 0u);
+      EXPECT_EQ(chunk->offset, out.size());
       if (sizes != nullptr) sizes->push_back(chunk->bytes.size());
       out.append(reinterpret_cast<const char*>(chunk->bytes.data()), chunk->bytes.size());
     }
@@ -75,7 +76,7 @@ TEST_F(DeviceReaderTest, TheNextCopyIsStartedBeforeAChunkIsHandedOut) {
   HostBackendOptions options;
   options.copy_delay = absl::Milliseconds(5);
   MakeTier(512 << 10, options);
-  DeviceReader reader(residency_, 0, 64 << 10);
+  DeviceReader reader(residency_, {0}, 64 << 10);
   ASSERT_TRUE(reader.Next().ok());
   // The first buffer is ready and the second one's copy is under way while
   // the consumer sends the first: double buffering.
@@ -84,6 +85,31 @@ TEST_F(DeviceReaderTest, TheNextCopyIsStartedBeforeAChunkIsHandedOut) {
   EXPECT_EQ(backend_->copies_started(), 2);
   ASSERT_TRUE(reader.Next().ok());  // first chunk of buffer 2
   EXPECT_EQ(backend_->copies_started(), 3);
+}
+
+TEST_F(DeviceReaderTest, CopiesRunAheadIntoTheNextTensor) {
+  HostBackendOptions options;
+  options.copy_delay = absl::Milliseconds(5);
+  MakeTier(2 << 20, options);  // one buffer per 2 MiB tensor
+  DeviceReader reader(residency_, {0, 1}, 1 << 20);
+  absl::StatusOr<StagedChunk> first = reader.Next();
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->tensor, 0u);
+  // While tensor "a" goes out, tensor "b"'s copy runs.
+  EXPECT_EQ(backend_->copies_started(), 2);
+  std::string a(reinterpret_cast<const char*>(first->bytes.data()), first->bytes.size());
+  std::string b;
+  for (;;) {
+    absl::StatusOr<StagedChunk> chunk = reader.Next();
+    ASSERT_TRUE(chunk.ok()) << chunk.status();
+    if (chunk->bytes.empty()) break;
+    std::string& out = chunk->tensor == 0 ? a : b;
+    EXPECT_EQ(chunk->offset, out.size());
+    out.append(reinterpret_cast<const char*>(chunk->bytes.data()), chunk->bytes.size());
+  }
+  EXPECT_EQ(a, HostBytes(*snapshot_->default_view(), 0));
+  EXPECT_EQ(b, HostBytes(*snapshot_->default_view(), 1));
+  EXPECT_EQ(reader.size(0), a.size());
 }
 
 TEST_F(DeviceReaderTest, StagingBuffersAreReusedNotAllocatedPerChunk) {
@@ -99,7 +125,7 @@ TEST_F(DeviceReaderTest, StagingBuffersAreReusedNotAllocatedPerChunk) {
 TEST_F(DeviceReaderTest, ABufferStaysUntouchedWhileAChunkLeaseHoldsIt) {
   MakeTier(256 << 10);
   const std::string expected = HostBytes(*snapshot_->default_view(), 0);
-  DeviceReader reader(residency_, 0, 64 << 10);
+  DeviceReader reader(residency_, {0}, 64 << 10);
   absl::StatusOr<StagedChunk> first = reader.Next();
   ASSERT_TRUE(first.ok());
   // gRPC holding the first slice while the rest streams: its buffer must
@@ -119,7 +145,7 @@ TEST_F(DeviceReaderTest, ABufferStaysUntouchedWhileAChunkLeaseHoldsIt) {
 TEST_F(DeviceReaderTest, AFailedCopyIsAnErrorNotAHang) {
   MakeTier(256 << 10);
   backend_->FailNextCopies(1);
-  DeviceReader reader(residency_, 0, 64 << 10);
+  DeviceReader reader(residency_, {0}, 64 << 10);
   absl::StatusOr<StagedChunk> chunk = reader.Next();
   ASSERT_FALSE(chunk.ok());
   EXPECT_THAT(chunk.status().message(), HasSubstr("failed"));
@@ -141,7 +167,7 @@ TEST_F(DeviceReaderTest, DestroyingAReaderMidStreamWaitsForItsCopies) {
   options.copy_delay = absl::Milliseconds(20);
   MakeTier(256 << 10, options);
   {
-    DeviceReader reader(residency_, 0, 64 << 10);
+    DeviceReader reader(residency_, {0}, 64 << 10);
     ASSERT_TRUE(reader.Next().ok());
   }  // a copy into the second buffer is in flight here
   // Every buffer is back in the pool and no copy writes into it any more.

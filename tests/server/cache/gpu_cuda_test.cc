@@ -36,7 +36,7 @@ class GpuCudaTest : public ::testing::Test {
 
   std::string StagedRead(const std::shared_ptr<const GpuResidency>& residency, size_t index,
                          uint64_t chunk_bytes) {
-    DeviceReader reader(residency, index, chunk_bytes);
+    DeviceReader reader(residency, {static_cast<int>(index)}, chunk_bytes);
     std::string out;
     for (;;) {
       absl::StatusOr<StagedChunk> chunk = reader.Next();
