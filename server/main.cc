@@ -47,6 +47,17 @@ DEFINE_string(unix_socket_group, "",
 DEFINE_uint64(host_cache_bytes, 0,
               "Host cache budget in bytes (tensor bytes of loaded models); least recently used "
               "models no stream holds are evicted past it. 0: unlimited");
+DEFINE_uint64(gpu_cache_bytes, 0,
+              "GPU cache budget in bytes per device, for models whose model.pbtxt says "
+              "cache_tier: \"cuda:N\". Device memory counts from upload until freed (a model "
+              "evicted while a stream reads it counts until that stream ends); least recently "
+              "used models no stream holds are evicted past it, and a model that still does "
+              "not fit is served from host memory (ListModels' cache_note says why). 0: half "
+              "of each device's memory");
+DEFINE_string(gpu_fetch_source, "device",
+              "Where a TCP Fetch of a GPU-resident model reads its bytes: \"device\" (the GPU "
+              "copy, through pinned staging buffers, double-buffered) or \"host\" (the "
+              "checkpoint's mmap, as for host-tier models)");
 DEFINE_bool(preload, false, "Load the newest version of every model at start-up instead of on "
                             "first use");
 DEFINE_int32(load_threads, 8, "Threads that load checkpoints and run the GetManifest/Match/Fetch "
@@ -100,7 +111,8 @@ constexpr char kUsage[] =
     "  weightd --repository DIR [--model_config_dir DIR] [--follow_external_symlinks]\n"
     "          [--listen HOST:PORT,unix:PATH,...] [--unix_socket_mode 0660]\n"
     "          [--unix_socket_group GROUP]\n"
-    "          [--host_cache_bytes N] [--preload] [--load_threads N] [--drain_seconds S]\n"
+    "          [--host_cache_bytes N] [--gpu_cache_bytes N] [--gpu_fetch_source device|host]\n"
+    "          [--preload] [--load_threads N] [--drain_seconds S]\n"
     "          [--tls_cert PEM --tls_key PEM [--tls_client_ca PEM]]\n"
     "          [--auth_tokens_file FILE] [--metrics_listen HOST:PORT] [--health_listen HOST:PORT]\n"
     "          [limits...]";
@@ -108,7 +120,8 @@ constexpr char kUsage[] =
 constexpr const char* kOwnFlags[] = {
     "repository",        "model_config_dir",       "follow_external_symlinks", "listen",
     "unix_socket_mode",  "unix_socket_group",
-    "host_cache_bytes",  "preload",                "load_threads",
+    "host_cache_bytes",  "gpu_cache_bytes",        "gpu_fetch_source",
+    "preload",           "load_threads",
     "drain_seconds",
     "tls_cert",          "tls_key",                "tls_client_ca",
     "auth_tokens_file",  "metrics_listen",         "health_listen",
@@ -197,6 +210,10 @@ std::string CheckFlagValues() {
   if (FLAGS_load_threads < 1 || FLAGS_load_threads > 1024) {
     return absl::StrCat("--load_threads must be between 1 and 1024, not ", FLAGS_load_threads);
   }
+  if (FLAGS_gpu_fetch_source != "device" && FLAGS_gpu_fetch_source != "host") {
+    return absl::StrCat("--gpu_fetch_source must be \"device\" or \"host\", not \"",
+                        FLAGS_gpu_fetch_source, "\"");
+  }
   if (!std::isfinite(FLAGS_drain_seconds) || FLAGS_drain_seconds < 0) {
     return absl::StrCat("--drain_seconds must be 0 or more, not ", FLAGS_drain_seconds);
   }
@@ -272,6 +289,8 @@ int main(int argc, char** argv) {
   options.unix_socket_mode = static_cast<uint32_t>(ParseOctalMode(FLAGS_unix_socket_mode));
   options.unix_socket_group = FLAGS_unix_socket_group;
   options.host_cache_bytes = FLAGS_host_cache_bytes;
+  options.gpu_cache_bytes = FLAGS_gpu_cache_bytes;
+  options.gpu_fetch_from_device = FLAGS_gpu_fetch_source == "device";
   options.preload = FLAGS_preload;
   options.load_threads = FLAGS_load_threads;
   options.on_warning = [](absl::string_view warning) { LOG(WARNING) << warning; };
@@ -306,6 +325,7 @@ int main(int argc, char** argv) {
   for (const std::string& path : (*server)->side_channel_paths()) {
     LOG(INFO) << "same-node side channel on " << path;
   }
+  LOG(INFO) << (*server)->store().gpu_tier().Describe();
 
   if ((*server)->health_port() != 0) {
     // Second stdout line, for scripts that pass port 0.

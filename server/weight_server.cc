@@ -124,6 +124,10 @@ void CollectStore(const ModelStore& store, MetricsRegistry& registry) {
     registry.Set(metrics::kModels, {{"state", state}}, count);
   }
   registry.Set(metrics::kCacheBytes, {{"tier", "host"}}, static_cast<double>(store.host_bytes()));
+  for (const GpuDeviceUsage& usage : store.gpu_tier().Usage()) {
+    registry.Set(metrics::kCacheBytes, {{"tier", absl::StrCat("cuda:", usage.device)}},
+                 static_cast<double>(usage.allocated_bytes));
+  }
 }
 
 // Why gRPC could not listen on unix:PATH: a plain bind learns the errno.
@@ -198,6 +202,9 @@ absl::StatusOr<std::unique_ptr<WeightServer>> WeightServer::Start(ServerOptions 
   store_options.model_config_dir = options.model_config_dir;
   store_options.follow_external_symlinks = options.follow_external_symlinks;
   store_options.host_cache_bytes = options.host_cache_bytes;
+  store_options.gpu_cache_bytes = options.gpu_cache_bytes;
+  store_options.gpu_fetch_from_device = options.gpu_fetch_from_device;
+  store_options.gpu_backend = options.gpu_backend;
   store_options.preload = options.preload;
   store_options.on_warning = options.on_warning;
   store_options.on_load_failure = options.on_load_failure;

@@ -63,6 +63,13 @@ struct ServerOptions {
   // Tests only: sees (and may spoil) each LocalFetch response.
   std::function<void(v1::LocalFetchResponse*)> local_response_hook;
   uint64_t host_cache_bytes = 0;  // 0: unlimited
+  // GPU tier (model.pbtxt cache_tier: "cuda:N"; see StoreOptions): budget
+  // per device (0: half of each device's memory), whether TCP Fetch reads
+  // the device copy through pinned staging (else the host mmap), and the
+  // devices (null: the CUDA runtime; tests pass a HostBackend).
+  uint64_t gpu_cache_bytes = 0;
+  bool gpu_fetch_from_device = true;
+  std::shared_ptr<DeviceBackend> gpu_backend;
   bool preload = false;
   // Threads that run checkpoint loads and the RPC work waiting on them (see
   // server/service/work_pool.h), off gRPC's callback threads.

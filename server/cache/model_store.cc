@@ -10,7 +10,7 @@
 namespace weightd {
 namespace {
 
-// TODO(issue 4): the GPU tier records under its own "cuda:N" label.
+// The GPU tier records under its own {tier="cuda:N"} (gpu_tier.cc).
 const Labels kHostTier = {{"tier", "host"}};
 
 // The repository's models; a successful scan's warnings go to on_warning,
@@ -49,6 +49,12 @@ std::string NoVersions(absl::string_view model, const std::string& reason) {
 // One version's state. Shared so a load that finishes after a rescan dropped
 // the version writes into a detached slot harmlessly.
 struct ModelStore::Slot {
+  explicit Slot(GpuTier* tier) : gpu(tier) {}
+  ~Slot() {
+    if (gpu_key != 0) gpu->Drop(gpu_key);
+  }
+
+  GpuTier* const gpu;
   VersionEntry entry;
   VersionState state = VersionState::kUnloaded;
   absl::Status failure;  // when kFailed
@@ -59,7 +65,22 @@ struct ModelStore::Slot {
   uint64_t tensor_count = 0;
   uint64_t bytes = 0;
   std::string select;
+  // GPU tier, set by each load: the residency's key in the tier (0: none),
+  // the device model.pbtxt asked for (-1: none), why it is not resident
+  // (empty: it was uploaded), whether Residency() may upload it again.
+  uint64_t gpu_key = 0;
+  int gpu_device = -1;
+  std::string gpu_tier_config;
+  std::string gpu_note;
+  bool gpu_retry = false;
+  bool uploading = false;
 };
+
+ModelStore::ModelStore(StoreOptions options)
+    : options_(std::move(options)),
+      gpu_(std::make_unique<GpuTier>(
+          options_.gpu_backend != nullptr ? options_.gpu_backend : CudaBackend(),
+          GpuTierOptions{options_.gpu_cache_bytes, 4 << 20, 64, options_.metrics})) {}
 
 absl::string_view VersionStateName(VersionState state) {
   switch (state) {
@@ -115,7 +136,7 @@ void ModelStore::Install(std::vector<ModelEntry> models) {
           }
         }
       }
-      auto slot = std::make_shared<Slot>();
+      auto slot = std::make_shared<Slot>(gpu_.get());
       slot->entry = std::move(version);
       absl::Status error = entry.config_error.ok() ? slot->entry.error : entry.config_error;
       if (!error.ok()) {
@@ -140,8 +161,9 @@ absl::StatusOr<const ModelStore::ModelSlot*> ModelStore::FindModelLocked(
 }
 
 absl::StatusOr<std::shared_ptr<const Snapshot>> ModelStore::AcquireSlotLocked(
-    const std::string& name, const std::string& select, const std::shared_ptr<Slot>& keep,
-    absl::Time deadline, bool* changed) {
+    const LoadConfig& config, const std::shared_ptr<Slot>& keep, absl::Time deadline,
+    bool* changed) {
+  const std::string& name = config.name;
   // `keep` holds the slot across unlocked waits and loads even if a rescan
   // drops it meanwhile.
   Slot& slot = *keep;
@@ -160,10 +182,11 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> ModelStore::AcquireSlotLocked(
   slot.state = VersionState::kLoading;
   const std::string path = slot.entry.path;
   const int64_t version = slot.entry.version;
+  const uint64_t gpu_key = ++gpu_keys_;
   mu_.Unlock();
   const absl::Time start = absl::Now();
   absl::StatusOr<std::shared_ptr<const Snapshot>> loaded =
-      Snapshot::Load(name, version, path, select);
+      Snapshot::Load(name, version, path, config.select);
   if (!loaded.ok() && options_.on_load_failure) {
     options_.on_load_failure(absl::StrCat("model \"", name, "\" version ", version,
                                           ": load failed: ", loaded.status().message()));
@@ -173,6 +196,10 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> ModelStore::AcquireSlotLocked(
     options_.metrics->Observe(metrics::kLoadSeconds, {{"result", loaded.ok() ? "ok" : "error"}},
                               absl::ToDoubleSeconds(absl::Now() - start));
   }
+  // The GPU tier's copy is made before the version shows as ready.
+  std::string gpu_note;
+  bool gpu_retry = false;
+  if (loaded.ok()) gpu_note = UploadToGpu(config.cache_tier, **loaded, gpu_key, "", &gpu_retry);
   mu_.Lock();
   *changed = true;
   loaded_.SignalAll();
@@ -188,6 +215,12 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> ModelStore::AcquireSlotLocked(
   slot.tensor_count = (*loaded)->default_view()->tensors().size();
   slot.bytes = (*loaded)->host_bytes();
   slot.select = (*loaded)->default_view()->select_path();
+  absl::StatusOr<std::optional<int>> device = GpuTier::ParseCacheTier(config.cache_tier);
+  slot.gpu_key = gpu_key;
+  slot.gpu_device = device.ok() && device->has_value() ? **device : -1;
+  slot.gpu_tier_config = config.cache_tier;
+  slot.gpu_note = std::move(gpu_note);
+  slot.gpu_retry = gpu_retry;
   EvictLocked(&slot);
   return loaded;
 }
@@ -210,20 +243,18 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> ModelStore::Acquire(absl::string
         return absl::NotFoundError(
             absl::StrCat("model \"", model_name, "\" has no version ", version));
       }
-      result = AcquireSlotLocked((*model)->entry.name, (*model)->entry.config.select(),
-                                 it->second, deadline, &changed);
+      result = AcquireSlotLocked(LoadConfigOf((*model)->entry), it->second, deadline, &changed);
     } else {
       result = absl::NotFoundError(NoVersions(model_name, (*model)->entry.no_versions_reason));
       bool first = true;
       // Newest first; a version that fails leaves the next older one serving.
       // Copy what is needed: the map may change while a load runs unlocked.
-      const std::string name = (*model)->entry.name;
-      const std::string select = (*model)->entry.config.select();
+      const LoadConfig config = LoadConfigOf((*model)->entry);
       std::vector<std::shared_ptr<Slot>> slots;
       for (const auto& [v, slot] : (*model)->versions) slots.push_back(slot);
       for (const std::shared_ptr<Slot>& slot : slots) {
         absl::StatusOr<std::shared_ptr<const Snapshot>> got =
-            AcquireSlotLocked(name, select, slot, deadline, &changed);
+            AcquireSlotLocked(config, slot, deadline, &changed);
         if (got.ok()) {
           result = std::move(got);
           break;
@@ -260,6 +291,8 @@ void ModelStore::EvictLocked(const Slot* keep) {
     total -= victim->snapshot->host_bytes();
     victim->snapshot.reset();
     victim->state = VersionState::kUnloaded;
+    gpu_->Drop(victim->gpu_key);
+    if (options_.metrics != nullptr) options_.metrics->Add(metrics::kCacheEvictions, kHostTier, 1);
   }
 }
 
@@ -285,8 +318,7 @@ absl::StatusOr<ModelStatus> ModelStore::Load(absl::string_view model_name, int64
       slot->failure = absl::OkStatus();
     }
     absl::StatusOr<std::shared_ptr<const Snapshot>> got =
-        AcquireSlotLocked((*model)->entry.name, (*model)->entry.config.select(), slot,
-                          absl::InfiniteFuture(), &changed);
+        AcquireSlotLocked(LoadConfigOf((*model)->entry), slot, absl::InfiniteFuture(), &changed);
     if (!got.ok()) {
       status = got.status();
     } else {
@@ -315,6 +347,7 @@ absl::Status ModelStore::Unload(absl::string_view model_name, int64_t version) {
       if ((version == 0 || v == version) && slot->state == VersionState::kReady) {
         slot->snapshot.reset();
         slot->state = VersionState::kUnloaded;
+        gpu_->Drop(slot->gpu_key);
       }
     }
   }
@@ -347,7 +380,19 @@ ModelStatus ModelStore::StatusLocked(const ModelSlot& model) const {
     out.path = slot->entry.relative_path;
     out.tensor_count = slot->tensor_count;
     out.bytes = slot->bytes;
-    if (slot->state == VersionState::kReady) out.cache_tier = "host";
+    if (slot->state == VersionState::kReady) {
+      std::string evicted;
+      if (slot->gpu_device >= 0 && gpu_->Resident(slot->gpu_key, &evicted)) {
+        out.cache_tier = absl::StrCat("cuda:", slot->gpu_device);
+      } else {
+        out.cache_tier = "host";
+        out.cache_note = !slot->gpu_note.empty() ? slot->gpu_note
+                         : evicted.empty()       ? ""
+                                                 : absl::StrCat(evicted, "; served from host "
+                                                                "memory until the next Fetch "
+                                                                "uploads it again");
+      }
+    }
     out.select = slot->select;
   }
   return status;
@@ -377,6 +422,71 @@ absl::StatusOr<v1::ModelConfig> ModelStore::Config(absl::string_view model_name)
   absl::StatusOr<const ModelSlot*> model = FindModelLocked(model_name);
   if (!model.ok()) return model.status();
   return (*model)->entry.config;
+}
+
+std::string ModelStore::UploadToGpu(const std::string& cache_tier, const Snapshot& snapshot,
+                                    uint64_t key, const std::string& previous_note,
+                                    bool* retry) {
+  *retry = false;
+  absl::StatusOr<std::optional<int>> device = GpuTier::ParseCacheTier(cache_tier);
+  if (device.ok() && !device->has_value()) return "";
+  absl::Status failed = device.status();
+  if (device.ok()) {
+    absl::StatusOr<std::shared_ptr<const GpuResidency>> resident =
+        gpu_->Upload(key, snapshot.default_view(), **device);
+    if (resident.ok()) return "";
+    failed = resident.status();
+    *retry = absl::IsResourceExhausted(failed);
+  }
+  std::string note = absl::StrCat("cache_tier \"", cache_tier, "\" not in effect: ",
+                                  failed.message(), "; served from host memory");
+  if (options_.on_warning && note != previous_note) {
+    options_.on_warning(absl::StrCat("model \"", snapshot.model(), "\" version ",
+                                     snapshot.version(), ": ", note));
+  }
+  return note;
+}
+
+std::shared_ptr<const GpuResidency> ModelStore::Residency(
+    const std::shared_ptr<const Snapshot>& snapshot) {
+  std::shared_ptr<Slot> slot;
+  uint64_t key;
+  std::string cache_tier;
+  std::string previous_note;
+  {
+    absl::MutexLock lock(&mu_);
+    auto model = models_.find(snapshot->model());
+    if (model == models_.end()) return nullptr;
+    auto it = model->second.versions.find(snapshot->version());
+    if (it == model->second.versions.end()) return nullptr;
+    slot = it->second;
+    if (slot->snapshot != snapshot || slot->gpu_device < 0) return nullptr;
+    if (std::shared_ptr<const GpuResidency> found = gpu_->Find(slot->gpu_key)) return found;
+    // Uploaded once and evicted since, or refused for want of room: try
+    // again; one caller at a time, the others are served from host.
+    if (slot->uploading || !(slot->gpu_note.empty() || slot->gpu_retry)) return nullptr;
+    slot->uploading = true;
+    key = slot->gpu_key;
+    cache_tier = slot->gpu_tier_config;
+    previous_note = slot->gpu_note;
+  }
+  bool retry = false;
+  std::string note = UploadToGpu(cache_tier, *snapshot, key, previous_note, &retry);
+  absl::MutexLock lock(&mu_);
+  slot->uploading = false;
+  if (slot->snapshot != snapshot || slot->gpu_key != key) {
+    // Unloaded or reloaded meanwhile: the copy belongs to no one.
+    gpu_->Drop(key);
+    return nullptr;
+  }
+  slot->gpu_note = std::move(note);
+  slot->gpu_retry = retry;
+  return gpu_->Find(key);
+}
+
+std::shared_ptr<const GpuResidency> ModelStore::ResidencyForFetch(
+    const std::shared_ptr<const Snapshot>& snapshot) {
+  return options_.gpu_fetch_from_device ? Residency(snapshot) : nullptr;
 }
 
 uint64_t ModelStore::host_bytes() const {

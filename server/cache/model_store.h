@@ -1,12 +1,15 @@
-// The model store: which versions exist, which are loaded, and the host
-// byte budget. No gRPC here.
+// The model store: which versions exist, which are loaded, and the cache
+// tiers' budgets. No gRPC here.
 //
 // Host tier: a snapshot's tensors are views into an mmap of its file
 // (zero-copy); the budget counts the tensor bytes of each loaded snapshot's
 // state dict.
-// TODO(issue 4): GPU tier (cuda:N via LibTorch, --gpu_cache_bytes) and pinned
-// host copies; ModelConfig.cache_tier other than "host" is accepted and served
-// from the host tier until then.
+// GPU tier (server/cache/gpu_tier.h): a version whose model.pbtxt says
+// cache_tier: "cuda:N" is loaded to the host tier, then its served state
+// dict is uploaded to device N. When that cannot be (no device, no CUDA in
+// this build, over the budget...) it is served from host memory and
+// VersionStatus::cache_note says why. "pinned" is served from the mmap as
+// "host" (no pinned host copy yet).
 #ifndef WEIGHTD_SERVER_CACHE_MODEL_STORE_H_
 #define WEIGHTD_SERVER_CACHE_MODEL_STORE_H_
 
@@ -22,7 +25,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/cache/gpu_tier.h"
 #include "server/cache/snapshot.h"
+#include "server/gpu/device_backend.h"
 #include "server/metrics/registry.h"
 #include "server/repository/repository.h"
 
@@ -38,6 +43,14 @@ struct StoreOptions {
   bool follow_external_symlinks = false;
   // Host tier budget in bytes; 0: unlimited.
   uint64_t host_cache_bytes = 0;
+  // The GPU tier's devices; null: CudaBackend() (the CUDA runtime, or, in a
+  // build without CUDA, none). Tests pass a HostBackend.
+  std::shared_ptr<DeviceBackend> gpu_backend;
+  // GPU tier budget per device in bytes; 0: half of each device's memory.
+  uint64_t gpu_cache_bytes = 0;
+  // A TCP Fetch of a GPU-resident version reads the device copy through
+  // pinned staging buffers (true), or the host mmap as for other versions.
+  bool gpu_fetch_from_device = true;
   // Load the newest version of every model at Open (else only models whose
   // model.pbtxt says `preload: true`).
   bool preload = false;
@@ -67,7 +80,10 @@ struct VersionStatus {
   std::string path;  // relative to the repository
   uint64_t tensor_count = 0;
   uint64_t bytes = 0;
-  std::string cache_tier;  // "host" when kReady, else empty
+  std::string cache_tier;  // "host" or "cuda:N" when kReady, else empty
+  // When kReady and model.pbtxt asks for a tier it is not in: why (no
+  // device, over the budget, evicted...).
+  std::string cache_note;
   std::string select;      // select path of the served state dict
 };
 
@@ -116,6 +132,18 @@ class ModelStore {
   // Sum of host_bytes() over loaded snapshots.
   uint64_t host_bytes() const;
 
+  // The GPU tier (devices, budgets, usage); exists without devices too.
+  const GpuTier& gpu_tier() const { return *gpu_; }
+  // The device copy of `snapshot` (its default view) when its model.pbtxt
+  // asks for cuda:N; uploads it again when it was evicted. Null when it is
+  // not (and cannot now be) resident, or `snapshot` is no longer the
+  // store's. Holding the result keeps the device memory (IPC leases, Fetch).
+  std::shared_ptr<const GpuResidency> Residency(const std::shared_ptr<const Snapshot>& snapshot);
+  // Residency() when TCP Fetch reads device copies (gpu_fetch_from_device),
+  // else null.
+  std::shared_ptr<const GpuResidency> ResidencyForFetch(
+      const std::shared_ptr<const Snapshot>& snapshot);
+
   // Called (without locks held) after model states change; used by health.
   void SetListener(std::function<void()> listener);
 
@@ -126,12 +154,28 @@ class ModelStore {
     std::map<int64_t, std::shared_ptr<Slot>, std::greater<int64_t>> versions;
   };
 
-  explicit ModelStore(StoreOptions options) : options_(std::move(options)) {}
+  explicit ModelStore(StoreOptions options);
+
+  // What a load needs of the model's entry: copied, because the entry may
+  // change while a load runs unlocked.
+  struct LoadConfig {
+    std::string name;
+    std::string select;
+    std::string cache_tier;
+  };
+  static LoadConfig LoadConfigOf(const ModelEntry& entry) {
+    return {entry.name, entry.config.select(), entry.config.cache_tier()};
+  }
 
   absl::StatusOr<std::shared_ptr<const Snapshot>> AcquireSlotLocked(
-      const std::string& name, const std::string& select, const std::shared_ptr<Slot>& slot,
-      absl::Time deadline, bool* changed)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      const LoadConfig& config, const std::shared_ptr<Slot>& slot, absl::Time deadline,
+      bool* changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Uploads `snapshot` to the GPU tier `cache_tier` names, without the lock.
+  // Empty when resident or not asked for; else why not (told to on_warning
+  // unless it is `previous_note`), with *retry when a later try may succeed.
+  std::string UploadToGpu(const std::string& cache_tier, const Snapshot& snapshot, uint64_t key,
+                          const std::string& previous_note, bool* retry)
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<const ModelSlot*> FindModelLocked(absl::string_view model) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   ModelStatus StatusLocked(const ModelSlot& model) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -140,11 +184,14 @@ class ModelStore {
   void NotifyChanged();
 
   const StoreOptions options_;
+  // Before models_: slots drop their residencies from it as they go.
+  const std::unique_ptr<GpuTier> gpu_;
   mutable absl::Mutex mu_;
   absl::CondVar loaded_;  // signalled when any load finishes
   std::map<std::string, ModelSlot, std::less<>> models_ ABSL_GUARDED_BY(mu_);
   std::vector<SkippedEntry> skipped_ ABSL_GUARDED_BY(mu_);
   uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;  // LRU clock
+  uint64_t gpu_keys_ ABSL_GUARDED_BY(mu_) = 0;  // one GPU tier key per load
   absl::Mutex listener_mu_;
   std::function<void()> listener_ ABSL_GUARDED_BY(listener_mu_);
 };

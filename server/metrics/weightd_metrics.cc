@@ -8,6 +8,7 @@ void DeclareAll(MetricsRegistry* registry) {
   registry->DeclareCounter(kSentBytes, "Serialized response message bytes sent, by method.");
   registry->DeclareGauge(kActiveStreams, "RPCs in flight, by method.");
   registry->DeclareGauge(kCacheBytes, "Tensor bytes held by the cache, by tier.");
+  registry->DeclareCounter(kCacheEvictions, "Model versions evicted to stay under a tier's budget.");
   registry->DeclareCounter(kCacheHits, "Model version requests served from the cache.");
   registry->DeclareCounter(kCacheMisses, "Model version requests that had to load the version.");
   // Small test checkpoints load in milliseconds, large ones in minutes.

@@ -14,8 +14,12 @@ inline constexpr char kErrors[] = "weightd_request_errors_total";
 inline constexpr char kSentBytes[] = "weightd_sent_bytes_total";
 // {method}: RPCs in flight (for Fetch and Watch: open streams).
 inline constexpr char kActiveStreams[] = "weightd_active_streams";
-// {tier="host"}: tensor bytes of loaded snapshots.
+// {tier="host"}: tensor bytes of loaded snapshots; {tier="cuda:N"}: device
+// bytes the GPU tier has allocated and not yet freed (held past eviction
+// by a stream included).
 inline constexpr char kCacheBytes[] = "weightd_cache_bytes";
+// {tier}: versions evicted to stay under the tier's budget.
+inline constexpr char kCacheEvictions[] = "weightd_cache_evictions_total";
 // {tier}: Acquire found the version loaded / had to load it.
 inline constexpr char kCacheHits[] = "weightd_cache_hits_total";
 inline constexpr char kCacheMisses[] = "weightd_cache_misses_total";

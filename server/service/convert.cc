@@ -39,6 +39,7 @@ void ToProto(const ModelStatus& status, v1::Model* out) {
     pv->set_tensor_count(v.tensor_count);
     pv->set_bytes(v.bytes);
     pv->set_cache_tier(v.cache_tier);
+    pv->set_cache_note(v.cache_note);
     pv->set_select(v.select);
   }
 }

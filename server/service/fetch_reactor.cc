@@ -80,9 +80,27 @@ absl::Status FetchReactor::Begin(ModelStore* store, grpc::CallbackServerContext*
   absl::StatusOr<std::shared_ptr<const StateDictView>> view = snapshot_->View(parsed.select());
   if (!view.ok()) return view.status();
   view_ = *std::move(view);
+  // The device copy holds the default view only.
+  if (view_ == snapshot_->default_view()) residency_ = store->ResidencyForFetch(snapshot_);
   absl::StatusOr<FetchPlan> plan = PlanFetch(*view_, *spec);
   if (!plan.ok()) return plan.status();
   plan_ = *std::move(plan);
+  if (residency_ != nullptr && plan_.report.ok()) {
+    std::vector<int> indices;
+    from_device_.assign(plan_.tensors.size(), false);
+    for (size_t i = 0; i < plan_.tensors.size(); ++i) {
+      const PlannedTensor& planned = plan_.tensors[i];
+      const TensorRecord& record = view_->tensors()[planned.index].second;
+      // Casts are computed on the host copy; empty tensors have no bytes.
+      if (planned.send_dtype == record.dtype && record.nbytes() > 0) {
+        from_device_[i] = true;
+        indices.push_back(planned.index);
+      }
+    }
+    if (!indices.empty()) {
+      reader_ = std::make_unique<DeviceReader>(residency_, std::move(indices), chunk_bytes_);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -138,7 +156,30 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
       message_ = Serialize(response);
       return true;
     }
-    if (offset_ < bytes_.size()) {
+    const bool from_device = reader_ != nullptr && from_device_[tensor_];
+    if (from_device && device_offset_ < reader_->size(device_tensor_)) {
+      absl::StatusOr<StagedChunk> chunk = reader_->Next();
+      if (chunk.ok() && (chunk->tensor != device_tensor_ || chunk->offset != device_offset_ ||
+                         chunk->bytes.empty())) {
+        chunk = absl::InternalError("device reader out of step with the plan");
+      }
+      if (!chunk.ok()) {
+        return absl::Status(chunk.status().code(),
+                            absl::StrCat("tensor \"", planned.source, "\" from ",
+                                         residency_->tier(), ": ", chunk.status().message()));
+      }
+      std::string prefix =
+          EncodeChunkPrefix(static_cast<uint32_t>(tensor_), device_offset_, chunk->bytes.size());
+      device_offset_ += chunk->bytes.size();
+      grpc::Slice slices[2] = {
+          grpc::Slice(prefix),
+          grpc::Slice(const_cast<uint8_t*>(chunk->bytes.data()), chunk->bytes.size(),
+                      &DropReference, new std::shared_ptr<const void>(std::move(chunk->lease))),
+      };
+      message_ = grpc::ByteBuffer(slices, 2);
+      return true;
+    }
+    if (!from_device && offset_ < bytes_.size()) {
       const uint64_t n = std::min<uint64_t>(chunk_bytes_, bytes_.size() - offset_);
       std::string prefix = EncodeChunkPrefix(static_cast<uint32_t>(tensor_), offset_, n);
       grpc::Slice slices[2] = {
@@ -149,6 +190,10 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
       message_ = grpc::ByteBuffer(slices, 2);
       offset_ += n;
       return true;
+    }
+    if (from_device) {
+      ++device_tensor_;
+      device_offset_ = 0;
     }
     ++tensor_;
     header_sent_ = false;
@@ -161,7 +206,14 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
 absl::Status FetchReactor::PrepareTensor(const PlannedTensor& planned, v1::TensorHeader* header) {
   const TensorRecord& record = view_->tensors()[planned.index].second;
   uint64_t checksum;
-  if (planned.send_dtype == record.dtype && record.is_contiguous()) {
+  if (reader_ != nullptr && from_device_[tensor_]) {
+    // From the device: row-major there whatever the host strides; the
+    // checksum was taken at upload.
+    bytes_ = {};
+    keepalive_.reset();
+    checksum = view_->Checksum(planned.index);
+    header->set_nbytes(reader_->size(device_tensor_));
+  } else if (planned.send_dtype == record.dtype && record.is_contiguous()) {
     // Zero-copy: slices point into the mmap; the snapshot keeps it mapped.
     bytes_ = record.nbytes() == 0 ? absl::Span<const uint8_t>()
                                   : absl::Span<const uint8_t>(record.data(), record.nbytes());
@@ -189,7 +241,7 @@ absl::Status FetchReactor::PrepareTensor(const PlannedTensor& planned, v1::Tenso
   header->set_source(planned.source);
   header->set_dtype(std::string(DTypeName(planned.send_dtype)));
   header->mutable_shape()->Add(record.shape.begin(), record.shape.end());
-  header->set_nbytes(bytes_.size());
+  if (reader_ == nullptr || !from_device_[tensor_]) header->set_nbytes(bytes_.size());
   header->set_checksum(absl::StrCat(absl::Hex(checksum, absl::kZeroPad16)));
   return absl::OkStatus();
 }

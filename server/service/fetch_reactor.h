@@ -7,6 +7,10 @@
 // whose destroy callback drops a reference to the snapshot; no tensor byte
 // is copied into a protobuf string. Tensors that need a cast or are not
 // contiguous are converted once into a scratch buffer the slices share.
+// A GPU-resident version (ModelStore::ResidencyForFetch) is read from the
+// device instead: a DeviceReader copies it through pinned staging buffers,
+// double-buffered, and each chunk's slice holds its staging buffer until
+// gRPC destroys the slice.
 #ifndef WEIGHTD_SERVER_SERVICE_FETCH_REACTOR_H_
 #define WEIGHTD_SERVER_SERVICE_FETCH_REACTOR_H_
 
@@ -14,11 +18,13 @@
 
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "server/cache/device_reader.h"
 #include "server/cache/fetch_plan.h"
 #include "server/cache/model_store.h"
 #include "server/service/chunk_framing.h"
@@ -66,6 +72,16 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   size_t tensor_ ABSL_GUARDED_BY(mu_) = 0;
   bool header_sent_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t offset_ ABSL_GUARDED_BY(mu_) = 0;
+  // The device copy of the version (null: read the host copy), and one
+  // reader over the planned tensors sent from it (all but casts), so its
+  // copies run ahead across tensor boundaries. from_device_[i]: whether
+  // plan_.tensors[i] is one; device_tensor_: its position in the reader's
+  // list; device_offset_: bytes of it sent.
+  std::shared_ptr<const GpuResidency> residency_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<DeviceReader> reader_ ABSL_GUARDED_BY(mu_);
+  std::vector<bool> from_device_ ABSL_GUARDED_BY(mu_);
+  size_t device_tensor_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t device_offset_ ABSL_GUARDED_BY(mu_) = 0;
   // The current tensor's bytes to send and what keeps them alive.
   absl::Span<const uint8_t> bytes_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const void> keepalive_ ABSL_GUARDED_BY(mu_);
