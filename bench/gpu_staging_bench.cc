@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
   options.budget_bytes = (mib + 64) << 20;
   GpuTier tier(backend, options);
   if (!tier.availability().ok()) {
-    std::fprintf(stderr, "gpu_staging_bench: %s\n", std::string(tier.availability().message()).c_str());
+    std::fprintf(stderr, "gpu_staging_bench: %s\n",
+                 std::string(tier.availability().message()).c_str());
     return 1;
   }
   std::printf("%s\nload: ", tier.Describe().c_str());
@@ -160,8 +161,8 @@ int main(int argc, char** argv) {
       const uint64_t piece = 64 << 20;
       for (uint64_t off = 0; off < residency->bytes(); off += piece) {
         ticket = *(*stream)->CopyToHostAsync(static_cast<uint8_t*>(*pinned) + off,
-                                              static_cast<const uint8_t*>(residency->base()) + off,
-                                              std::min(piece, residency->bytes() - off));
+                                             static_cast<const uint8_t*>(residency->base()) + off,
+                                             std::min(piece, residency->bytes() - off));
       }
       if (!(*stream)->Wait(ticket).ok()) return 1;
       Row("d2h peak (64 MiB cudaMemcpyAsync into pinned)", Seconds(start), residency->bytes());

@@ -104,6 +104,9 @@ struct ModelVersionInfo {
   uint64_t bytes = 0;
   std::string cache_tier;  // "host", "cuda:0"; empty when not cached
   std::string select;
+  // Why a version model.pbtxt puts in another tier is not there (e.g.
+  // "cuda:0" served from "host": no device); empty otherwise.
+  std::string cache_note;
 };
 
 struct ModelInfo {

@@ -137,6 +137,7 @@ ModelInfo FromProto(const v1::Model& model) {
     info.bytes = v.bytes();
     info.cache_tier = v.cache_tier();
     info.select = v.select();
+    info.cache_note = v.cache_note();
     out.versions.push_back(std::move(info));
   }
   return out;

@@ -44,7 +44,8 @@ int RunList(const ParsedArgs& args) {
                             {"tensor_count", v.tensor_count},
                             {"bytes", v.bytes},
                             {"cache_tier", v.cache_tier},
-                            {"select", v.select}});
+                            {"select", v.select},
+                            {"cache_note", v.cache_note}});
       }
       out.push_back({{"name", m.name}, {"versions", versions}});
     }
@@ -60,7 +61,8 @@ int RunList(const ParsedArgs& args) {
                                    v.tensor_count == 0 ? "-" : absl::StrCat(v.tensor_count),
                                    v.bytes == 0 ? "-" : HumanBytes(v.bytes),
                                    v.cache_tier.empty() ? "-" : v.cache_tier,
-                                   v.reason.empty() ? "" : absl::StrCat("  (", v.reason, ")"));
+                                   v.reason.empty() ? "" : absl::StrCat("  (", v.reason, ")"))
+                << (v.cache_note.empty() ? "" : absl::StrCat("    ", v.cache_note, "\n"));
     }
   }
   // What the server does not serve, so a misplaced file does not just vanish.

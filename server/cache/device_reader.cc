@@ -9,9 +9,8 @@ namespace weightd {
 
 std::shared_ptr<StagingPool> StagingPool::Create(std::shared_ptr<DeviceBackend> backend,
                                                  uint64_t buffer_bytes, int max_buffers) {
-  return std::shared_ptr<StagingPool>(
-      new StagingPool(std::move(backend), std::max<uint64_t>(buffer_bytes, 4096),
-                      std::max(max_buffers, 2)));
+  return std::shared_ptr<StagingPool>(new StagingPool(
+      std::move(backend), std::max<uint64_t>(buffer_bytes, 4096), std::max(max_buffers, 2)));
 }
 
 StagingPool::~StagingPool() {
@@ -25,8 +24,7 @@ absl::StatusOr<std::shared_ptr<uint8_t>> StagingPool::Take(absl::Duration wait) 
     absl::MutexLock lock(&mu_);
     const absl::Time deadline = absl::Now() + wait;
     while (free_.empty() && buffers_ >= max_buffers_) {
-      if (returned_.WaitWithDeadline(&mu_, deadline) && free_.empty() &&
-          buffers_ >= max_buffers_) {
+      if (returned_.WaitWithDeadline(&mu_, deadline) && free_.empty() && buffers_ >= max_buffers_) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "all ", max_buffers_, " pinned staging buffers are in use by other Fetch streams"));
       }
@@ -74,8 +72,8 @@ int StagingPool::allocations() const {
   return allocations_;
 }
 
-DeviceReader::DeviceReader(std::shared_ptr<const GpuResidency> residency,
-                           std::vector<int> indices, uint64_t chunk_bytes)
+DeviceReader::DeviceReader(std::shared_ptr<const GpuResidency> residency, std::vector<int> indices,
+                           uint64_t chunk_bytes)
     : residency_(std::move(residency)) {
   for (int index : indices) {
     ranges_.push_back({residency_->data(index), residency_->placement(index).bytes});

@@ -22,9 +22,10 @@ absl::StatusOr<GpuIpcExport> ExportForIpc(const GpuTier& tier,
     if (info.ok() && info->uuid == client_device_uuid) client_device = d;
   }
   if (client_device < 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the client's device ", client_device_uuid,
-        " is not visible to weightd (CUDA_VISIBLE_DEVICES?); use the host path"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the client's device ", client_device_uuid,
+                     " is not visible to weightd (CUDA_VISIBLE_DEVICES?); use "
+                     "the host path"));
   }
   if (client_device != device) {
     absl::StatusOr<bool> peer = tier.backend().CanAccessPeer(client_device, device);

@@ -4,6 +4,23 @@
 // handle and offsets over the Unix socket, and keeps the export's lease
 // until the client's side-channel connection closes.
 //
+// How it plugs in (for the lead merging LocalFetch): the handler, with the
+// caller's role and the UUID of the device its module is on (the client
+// reads it from cudaGetDeviceProperties, since ordinals differ between
+// processes with different CUDA_VISIBLE_DEVICES):
+//   1. snapshot = store->Acquire(...); plan = PlanFetch(...) as Fetch does;
+//   2. residency = store->Residency(snapshot) (null: host path, as today);
+//   3. out = ExportForIpc(store->gpu_tier(), residency, <planned indices
+//      without a cast>, uuid, role); FailedPrecondition: host path for all;
+//      PermissionDenied: the RPC's error;
+//   4. send out.handle, out.tensors[i] (offset, bytes) with each header, and
+//      keep out.lease in the side-channel connection's state, dropping it
+//      when the connection closes.
+// The client opens the handle once per allocation on its device (cached:
+// CUDA refcounts repeated opens in one context), builds tensors at base +
+// offset (torch::from_blob with a deleter), copies into the module, and
+// closes the handle before it hangs up.
+//
 // Why a lease: cudaFree of an exported allocation before every importer has
 // called cudaIpcCloseMemHandle is undefined behaviour (CUDA runtime docs),
 // so the allocation must outlive the client's mapping, which the server only

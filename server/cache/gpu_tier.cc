@@ -4,9 +4,9 @@
 #include <utility>
 
 #include "absl/strings/numbers.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "server/cache/device_reader.h"
 #include "server/metrics/weightd_metrics.h"
 
@@ -143,9 +143,9 @@ absl::StatusOr<std::shared_ptr<const GpuResidency>> GpuTier::Upload(
   const std::string tier = TierName(device);
   if (!availability_.ok()) return absl::FailedPreconditionError(availability_.message());
   if (device < 0 || device >= device_count()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(tier, " does not exist: ", device_count(), " device",
-                     device_count() == 1 ? "" : "s", " visible to weightd"));
+    return absl::FailedPreconditionError(absl::StrCat(tier, " does not exist: ", device_count(),
+                                                      " device", device_count() == 1 ? "" : "s",
+                                                      " visible to weightd"));
   }
   auto residency = std::shared_ptr<GpuResidency>(new GpuResidency());
   residency->device_ = device;
@@ -159,9 +159,9 @@ absl::StatusOr<std::shared_ptr<const GpuResidency>> GpuTier::Upload(
   total = std::max<uint64_t>(total, kTensorAlignment);  // cudaMalloc(0) gives no pointer
   const uint64_t budget = budgets_[device];
   if (total > budget) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the state dict needs ", Bytes(total), " on ", tier, ", more than its budget of ",
-        Bytes(budget), " (--gpu_cache_bytes)"));
+    return absl::FailedPreconditionError(absl::StrCat("the state dict needs ", Bytes(total), " on ",
+                                                      tier, ", more than its budget of ",
+                                                      Bytes(budget), " (--gpu_cache_bytes)"));
   }
   std::vector<std::shared_ptr<const GpuResidency>> victims;
   {
@@ -182,10 +182,10 @@ absl::StatusOr<std::shared_ptr<const GpuResidency>> GpuTier::Upload(
         if (victim == nullptr || entry.last_use < victim->last_use) victim = &entry;
       }
       if (victim == nullptr) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            tier, " budget: ", Bytes(allocated), " of ", Bytes(budget),
-            " are held by models in use (Fetch streams or IPC leases); ", Bytes(total),
-            " more needed"));
+        return absl::ResourceExhaustedError(
+            absl::StrCat(tier, " budget: ", Bytes(allocated), " of ", Bytes(budget),
+                         " are held by models in use (Fetch streams or IPC leases); ", Bytes(total),
+                         " more needed"));
       }
       allocated -= victim->residency->bytes();
       victims.push_back(std::move(victim->residency));

@@ -38,12 +38,12 @@ absl::Status CudaError(cudaError_t error, absl::string_view what) {
   }
 }
 
-#define WEIGHTD_CUDA_TRY(call, what)                       \
-  do {                                                     \
-    cudaError_t weightd_cuda_error_ = (call);              \
-    if (weightd_cuda_error_ != cudaSuccess) {              \
-      return CudaError(weightd_cuda_error_, (what));       \
-    }                                                      \
+#define WEIGHTD_CUDA_TRY(call, what)                 \
+  do {                                               \
+    cudaError_t weightd_cuda_error_ = (call);        \
+    if (weightd_cuda_error_ != cudaSuccess) {        \
+      return CudaError(weightd_cuda_error_, (what)); \
+    }                                                \
   } while (0)
 
 std::string Where(int device) { return absl::StrCat("cuda:", device); }
@@ -125,8 +125,10 @@ class CudaRuntimeBackend final : public DeviceBackend {
     info.name = prop.name;
     const auto* u = reinterpret_cast<const unsigned char*>(prop.uuid.bytes);
     info.uuid = absl::StrFormat(
-        "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
-        u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+        "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%"
+        "02x%02x%02x%02x%02x",
+        u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+        u[14], u[15]);
     char bus[32] = {0};
     WEIGHTD_CUDA_TRY(cudaDeviceGetPCIBusId(bus, sizeof(bus), device),
                      absl::StrCat("cudaDeviceGetPCIBusId(", device, ")"));

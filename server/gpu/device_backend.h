@@ -16,8 +16,8 @@
 namespace weightd {
 
 struct DeviceInfo {
-  int index = 0;           // this process's ordinal (after CUDA_VISIBLE_DEVICES)
-  std::string name;        // "NVIDIA H200"
+  int index = 0;     // this process's ordinal (after CUDA_VISIBLE_DEVICES)
+  std::string name;  // "NVIDIA H200"
   // "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as nvidia-smi -L prints it:
   // the one name two processes with different CUDA_VISIBLE_DEVICES agree on.
   std::string uuid;
@@ -37,8 +37,7 @@ class CopyStream {
   // Enqueues a copy of `bytes` bytes from device memory `src` to `dst`
   // (pinned memory from AllocatePinned, for the copy to be asynchronous);
   // returns a ticket for Wait.
-  virtual absl::StatusOr<uint64_t> CopyToHostAsync(void* dst, const void* src,
-                                                   uint64_t bytes) = 0;
+  virtual absl::StatusOr<uint64_t> CopyToHostAsync(void* dst, const void* src, uint64_t bytes) = 0;
   // Blocks until the copy `ticket` (and every one before it) has completed;
   // the error of a failed copy names the CUDA error.
   virtual absl::Status Wait(uint64_t ticket) = 0;

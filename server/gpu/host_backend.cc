@@ -34,9 +34,9 @@ class HostCopyStream final : public CopyStream {
 
   absl::StatusOr<uint64_t> CopyToHostAsync(void* dst, const void* src, uint64_t bytes) override {
     if (!backend_->IsDeviceRange(device_, src, bytes)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("device-to-host copy of ", bytes, " bytes: source is not memory of ",
-                       "emulated device ", device_));
+      return absl::InvalidArgumentError(absl::StrCat("device-to-host copy of ", bytes,
+                                                     " bytes: source is not memory of ",
+                                                     "emulated device ", device_));
     }
     backend_->copies_started_.fetch_add(1);
     bool fail = false;
@@ -122,9 +122,8 @@ HostBackend::~HostBackend() {
 
 absl::Status HostBackend::CheckDevice(int device) const {
   if (device < 0 || device >= options_.devices) {
-    return absl::FailedPreconditionError(absl::StrCat("emulated device ", device,
-                                                      " does not exist (", options_.devices,
-                                                      " devices)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "emulated device ", device, " does not exist (", options_.devices, " devices)"));
   }
   return absl::OkStatus();
 }
@@ -154,12 +153,12 @@ absl::StatusOr<void*> HostBackend::Allocate(int device, uint64_t bytes) {
   if (!ok.ok()) return ok;
   absl::MutexLock lock(&mu_);
   if (allocated_[device] + bytes > options_.memory_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "emulated device ", device, ": out of memory allocating ", bytes, " bytes (",
-        allocated_[device], " of ", options_.memory_bytes, " in use)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("emulated device ", device, ": out of memory allocating ", bytes, " bytes (",
+                     allocated_[device], " of ", options_.memory_bytes, " in use)"));
   }
-  void* ptr = std::aligned_alloc(kAlignment, (std::max<uint64_t>(bytes, 1) + kAlignment - 1) /
-                                                 kAlignment * kAlignment);
+  void* ptr = std::aligned_alloc(
+      kAlignment, (std::max<uint64_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment);
   if (ptr == nullptr) return absl::ResourceExhaustedError("aligned_alloc failed");
   allocations_[device][reinterpret_cast<uintptr_t>(ptr)] = bytes;
   allocated_[device] += bytes;
@@ -189,9 +188,8 @@ bool HostBackend::IsDeviceRange(int device, const void* ptr, uint64_t bytes) con
 
 absl::Status HostBackend::CopyToDevice(int device, void* dst, const void* src, uint64_t bytes) {
   if (!IsDeviceRange(device, dst, bytes)) {
-    return absl::InvalidArgumentError(absl::StrCat("host-to-device copy of ", bytes,
-                                                   " bytes: not memory of emulated device ",
-                                                   device));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "host-to-device copy of ", bytes, " bytes: not memory of emulated device ", device));
   }
   std::memcpy(dst, src, bytes);
   return absl::OkStatus();
@@ -204,8 +202,8 @@ absl::StatusOr<std::unique_ptr<CopyStream>> HostBackend::CreateStream(int device
 }
 
 absl::StatusOr<void*> HostBackend::AllocatePinned(uint64_t bytes) {
-  void* ptr = std::aligned_alloc(kAlignment, (std::max<uint64_t>(bytes, 1) + kAlignment - 1) /
-                                                 kAlignment * kAlignment);
+  void* ptr = std::aligned_alloc(
+      kAlignment, (std::max<uint64_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment);
   if (ptr == nullptr) return absl::ResourceExhaustedError("aligned_alloc failed");
   absl::MutexLock lock(&mu_);
   pinned_.insert(ptr);

@@ -40,8 +40,8 @@ TEST(GpuDaemonTest, ACudaModelWithoutADeviceIsServedFromHostWithTheReason) {
     freopen(log.c_str(), "w", stderr);
     close(out[0]);
     const std::string repository = dir + "/repo";
-    execl(WEIGHTD_BINARY, "weightd", "--repository", repository.c_str(), "--listen",
-          "127.0.0.1:0", "--logtostderr", "--drain_seconds", "1", nullptr);
+    execl(WEIGHTD_BINARY, "weightd", "--repository", repository.c_str(), "--listen", "127.0.0.1:0",
+          "--logtostderr", "--drain_seconds", "1", nullptr);
     _exit(127);
   }
   close(out[1]);
@@ -52,8 +52,8 @@ TEST(GpuDaemonTest, ACudaModelWithoutADeviceIsServedFromHostWithTheReason) {
   ASSERT_THAT(first, HasSubstr("listening on 127.0.0.1:"));
   const int port = std::stoi(first.substr(first.rfind(':') + 1));
 
-  auto stub = v1::WeightService::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  auto stub = v1::WeightService::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   v1::ListModelsResponse list;
   ASSERT_TRUE(stub->ListModels(&context, v1::ListModelsRequest(), &list).ok());
@@ -65,8 +65,8 @@ TEST(GpuDaemonTest, ACudaModelWithoutADeviceIsServedFromHostWithTheReason) {
   EXPECT_EQ(big->state(), v1::MODEL_STATE_READY);  // preloaded
   EXPECT_EQ(big->cache_tier(), "host");
   EXPECT_THAT(big->cache_note(), HasSubstr("cache_tier \"cuda:0\" not in effect: "));
-  EXPECT_THAT(big->cache_note(), HasSubstr(BuiltWithCuda() ? "cudaGetDeviceCount"
-                                                           : "built without CUDA"));
+  EXPECT_THAT(big->cache_note(),
+              HasSubstr(BuiltWithCuda() ? "cudaGetDeviceCount" : "built without CUDA"));
 
   v1::FetchRequest request;
   request.set_model("big");

@@ -100,14 +100,23 @@ TEST_F(GpuTierServerTest, AResidentModelIsFetchedFromTheDeviceWithThePythonBytes
   for (const std::string model : {"big", "lenet"}) {
     const int copies = backend_ ? backend_->copies_started() : 0;
     FetchAndCheck(model);
-    if (backend_) EXPECT_GT(backend_->copies_started(), copies) << model << " was not read from the device";
+    if (backend_) {
+      EXPECT_GT(backend_->copies_started(), copies) << model << " was not read from the device";
+    }
     v1::ModelVersion version = Version(model);
     EXPECT_EQ(version.cache_tier(), "cuda:0") << model;
     EXPECT_THAT(version.cache_note(), IsEmpty());
   }
+  const std::string scrape = server_->metrics().Render();
+  EXPECT_THAT(scrape, HasSubstr("weightd_cache_bytes{tier=\"cuda:0\"} "));
+  EXPECT_GT(server_->metrics().Value(metrics::kCacheBytes, {{"tier", "cuda:0"}}), 4 << 20);
   // The staging buffers came back from gRPC (slice destroy callbacks).
-  if (backend_) EXPECT_GT(backend_->pinned_allocated_total(), 0);
-  if (backend_) EXPECT_LE(backend_->pinned_allocated_total(), 4);
+  if (backend_) {
+    EXPECT_GT(backend_->pinned_allocated_total(), 0);
+  }
+  if (backend_) {
+    EXPECT_LE(backend_->pinned_allocated_total(), 4);
+  }
 }
 
 TEST_F(GpuTierServerTest, ViewsAndMixedDtypesComeFromTheDeviceRowMajor) {
@@ -138,7 +147,9 @@ TEST_F(GpuTierServerTest, ACastFetchMixesDeviceAndHostTensorsAndMatchesTheHostPa
   std::set<std::string> dtypes;
   for (const FetchedTensor& t : results[1].tensors) dtypes.insert(t.header.dtype());
   EXPECT_EQ(dtypes, (std::set<std::string>{"float32"}));
-  if (backend_) EXPECT_GT(backend_->copies_started(), 0);
+  if (backend_) {
+    EXPECT_GT(backend_->copies_started(), 0);
+  }
   for (size_t i = 0; i < results[0].tensors.size(); ++i) {
     EXPECT_EQ(results[0].tensors[i].bytes, results[1].tensors[i].bytes);
     EXPECT_EQ(results[0].tensors[i].header.checksum(), results[1].tensors[i].header.checksum());
@@ -155,7 +166,9 @@ TEST_F(GpuTierServerTest, FetchSourceHostReadsTheMmapOfAResidentModel) {
   SetCacheTier("big", "cuda:0");
   Start(0, /*from_device=*/false);
   FetchAndCheck("big");
-  if (backend_) EXPECT_EQ(backend_->copies_started(), 0);
+  if (backend_) {
+    EXPECT_EQ(backend_->copies_started(), 0);
+  }
   EXPECT_EQ(Version("big").cache_tier(), "cuda:0");
 }
 
@@ -163,12 +176,16 @@ TEST_F(GpuTierServerTest, AModelOverTheBudgetIsServedFromHostAndSaysWhy) {
   SetCacheTier("big", "cuda:0");
   Start(/*gpu_cache_bytes=*/1 << 20);
   FetchAndCheck("big");
-  if (backend_) EXPECT_EQ(backend_->copies_started(), 0);
+  if (backend_) {
+    EXPECT_EQ(backend_->copies_started(), 0);
+  }
   v1::ModelVersion version = Version("big");
   EXPECT_EQ(version.cache_tier(), "host");
   EXPECT_THAT(version.cache_note(), HasSubstr("cache_tier \"cuda:0\" not in effect"));
   EXPECT_THAT(version.cache_note(), HasSubstr("more than its budget"));
-  if (backend_) EXPECT_EQ(backend_->live_allocations(), 0);
+  if (backend_) {
+    EXPECT_EQ(backend_->live_allocations(), 0);
+  }
 }
 
 TEST_F(GpuTierServerTest, ADeviceThatDoesNotExistIsServedFromHostAndNamed) {
@@ -177,7 +194,9 @@ TEST_F(GpuTierServerTest, ADeviceThatDoesNotExistIsServedFromHostAndNamed) {
   FetchAndCheck("lenet");
   EXPECT_EQ(Version("lenet").cache_tier(), "host");
   EXPECT_THAT(Version("lenet").cache_note(), HasSubstr("cuda:999 does not exist: "));
-  if (backend_) EXPECT_THAT(Version("lenet").cache_note(), HasSubstr("1 device visible"));
+  if (backend_) {
+    EXPECT_THAT(Version("lenet").cache_note(), HasSubstr("1 device visible"));
+  }
 }
 
 TEST_F(GpuTierServerTest, AnUnknownTierIsServedFromHostAndNamed) {
@@ -225,7 +244,9 @@ TEST_F(GpuTierServerTest, EvictionWaitsForTheStreamThatHoldsTheSnapshot) {
   // Now nothing holds big: lenet's next Fetch uploads it, evicting big.
   const int copies = backend_ ? backend_->copies_started() : 0;
   FetchAndCheck("lenet");
-  if (backend_) EXPECT_GT(backend_->copies_started(), copies);
+  if (backend_) {
+    EXPECT_GT(backend_->copies_started(), copies);
+  }
   EXPECT_EQ(Version("lenet").cache_tier(), "cuda:0");
   EXPECT_EQ(Version("big").cache_tier(), "host");
   EXPECT_THAT(Version("big").cache_note(), HasSubstr("evicted from cuda:0"));
@@ -240,13 +261,17 @@ TEST_F(GpuTierServerTest, UnloadFreesTheDeviceMemory) {
   SetCacheTier("big", "cuda:0");
   Start();
   FetchAndCheck("big");
-  if (backend_) EXPECT_EQ(backend_->live_allocations(), 1);
+  if (backend_) {
+    EXPECT_EQ(backend_->live_allocations(), 1);
+  }
   grpc::ClientContext context;
   v1::UnloadModelRequest unload;
   unload.set_model("big");
   v1::UnloadModelResponse unloaded;
   ASSERT_TRUE(admin_->UnloadModel(&context, unload, &unloaded).ok());
-  if (backend_) EXPECT_EQ(backend_->live_allocations(), 0);
+  if (backend_) {
+    EXPECT_EQ(backend_->live_allocations(), 0);
+  }
   EXPECT_EQ(server_->store().gpu_tier().Usage()[0].allocated_bytes, 0u);
   FetchAndCheck("big");  // loads and uploads again
   EXPECT_EQ(Version("big").cache_tier(), "cuda:0");

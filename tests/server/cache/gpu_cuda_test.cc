@@ -73,9 +73,10 @@ TEST_F(GpuCudaTest, TheBudgetEvictsOnTheDeviceAndFreesItsMemory) {
   GpuTierOptions options;
   options.budget_bytes = (4 << 20) + (64 << 10);  // one "big"
   GpuTier tier(CudaBackend(), options);
-  std::shared_ptr<const GpuResidency> held = *tier.Upload(1, LoadSnapshot("big")->default_view(), 0);
-  EXPECT_TRUE(absl::IsResourceExhausted(
-      tier.Upload(2, LoadSnapshot("lenet")->default_view(), 0).status()));
+  std::shared_ptr<const GpuResidency> held =
+      *tier.Upload(1, LoadSnapshot("big")->default_view(), 0);
+  EXPECT_TRUE(
+      absl::IsResourceExhausted(tier.Upload(2, LoadSnapshot("lenet")->default_view(), 0).status()));
   const std::string before = StagedRead(held, 0, 1 << 20);
   held.reset();
   ASSERT_TRUE(tier.Upload(2, LoadSnapshot("lenet")->default_view(), 0).ok());
@@ -118,8 +119,8 @@ TEST_F(GpuCudaTest, AnotherProcessOpensTheIpcHandleAndReadsTheTensors) {
   std::vector<std::string> lines = absl::StrSplit(printed, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), indices.size());
   for (size_t i = 0; i < indices.size(); ++i) {
-    EXPECT_EQ(lines[i], absl::StrCat(absl::Hex(snapshot->default_view()->Checksum(i),
-                                               absl::kZeroPad16)))
+    EXPECT_EQ(lines[i],
+              absl::StrCat(absl::Hex(snapshot->default_view()->Checksum(i), absl::kZeroPad16)))
         << snapshot->default_view()->tensors()[i].first;
   }
   // The child has closed its mapping; the lease may go.

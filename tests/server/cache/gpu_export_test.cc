@@ -37,8 +37,7 @@ class GpuExportTest : public ::testing::Test {
 };
 
 TEST_F(GpuExportTest, AClientOnTheSameDeviceGetsTheHandleAndTheOffsets) {
-  absl::StatusOr<GpuIpcExport> out =
-      ExportForIpc(*tier_, residency_, {3, 0}, Uuid(0), Role::kRead);
+  absl::StatusOr<GpuIpcExport> out = ExportForIpc(*tier_, residency_, {3, 0}, Uuid(0), Role::kRead);
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(out->server_device, 0);
   EXPECT_EQ(out->device_uuid, Uuid(0));

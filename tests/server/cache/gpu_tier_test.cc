@@ -53,7 +53,9 @@ TEST_F(GpuTierTest, UploadCopiesEveryTensorRowMajorAtAlignedOffsets) {
   for (const std::string model : {"ddp", "lenet", "big"}) {
     std::shared_ptr<const Snapshot> snapshot = LoadSnapshot(model);
     const StateDictView& view = *snapshot->default_view();
-    auto residency = tier_->Upload(model == "ddp" ? 1 : model == "lenet" ? 2 : 3,
+    auto residency = tier_->Upload(model == "ddp"     ? 1
+                                   : model == "lenet" ? 2
+                                                      : 3,
                                    snapshot->default_view(), 0);
     ASSERT_TRUE(residency.ok()) << residency.status();
     EXPECT_EQ((*residency)->tier(), "cuda:0");
@@ -110,8 +112,8 @@ TEST_F(GpuTierTest, MemoryHeldPastADropCountsUntilItIsFreed) {
   EXPECT_EQ(tier_->Usage()[0].allocated_bytes, big_bytes_);
   EXPECT_EQ(tier_->Usage()[0].resident_bytes, 0u);
   // The dropped copy still occupies the device: no room for another.
-  EXPECT_TRUE(absl::IsResourceExhausted(
-      tier_->Upload(2, LoadSnapshot("big")->default_view(), 0).status()));
+  EXPECT_TRUE(
+      absl::IsResourceExhausted(tier_->Upload(2, LoadSnapshot("big")->default_view(), 0).status()));
   EXPECT_EQ(held->view()->tensors().size(), 2u);  // still readable
   held.reset();
   EXPECT_EQ(tier_->Usage()[0].allocated_bytes, 0u);
@@ -210,7 +212,8 @@ TEST(GpuTierDefaults, CacheTierNamesParse) {
   EXPECT_EQ(*GpuTier::ParseCacheTier("cuda"), 0);
   EXPECT_EQ(*GpuTier::ParseCacheTier("cuda:0"), 0);
   EXPECT_EQ(*GpuTier::ParseCacheTier("cuda:7"), 7);
-  for (const char* bad : {"gpu", "cuda:", "cuda:-1", "cuda:x", "cuda:1:2", "CUDA:0", "cuda:99999"}) {
+  for (const char* bad :
+       {"gpu", "cuda:", "cuda:-1", "cuda:x", "cuda:1:2", "CUDA:0", "cuda:99999"}) {
     auto parsed = GpuTier::ParseCacheTier(bad);
     EXPECT_TRUE(absl::IsInvalidArgument(parsed.status())) << bad;
   }
