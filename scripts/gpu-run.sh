@@ -233,8 +233,12 @@ EOF
   done
   [ -n "$target" ] || { echo "weightd did not start:"; cat "$OUT/weightd.err"; return 1; }
   echo "weightd at $target"
-  "$BUILD/bench/gpu_load_bench" --target "$target" --model big --iters "$ITERS" \
-    --out "$OUT/gpu_bench.md"
+  # The malloc settings README "Tuning a trainer" recommends (as bench/run.sh
+  # does): without them glibc may fault gRPC's receive buffers in again on
+  # every message, which would blur both the host and the CUDA rows.
+  env MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_MMAP_THRESHOLD_=33554432 \
+    MALLOC_TOP_PAD_=67108864 "$BUILD/bench/gpu_load_bench" --target "$target" --model big \
+    --iters "$ITERS" --out "$OUT/gpu_bench.md"
 }
 
 step environment environment || true
