@@ -223,7 +223,7 @@ EOF
   "$BUILD/server/weightd" --repository "$WORK/repo" --listen 127.0.0.1:0 \
     >"$OUT/weightd.out" 2>"$OUT/weightd.err" &
   local pid=$!
-  # This runs in step's subshell: stop the daemon when it ends.
+  # This runs in step's subshell: stop the daemon however the step ends.
   trap "kill $pid 2>/dev/null || true" EXIT
   local target=""
   for _ in $(seq 100); do
@@ -233,8 +233,16 @@ EOF
   done
   [ -n "$target" ] || { echo "weightd did not start:"; cat "$OUT/weightd.err"; return 1; }
   echo "weightd at $target"
-  "$BUILD/bench/gpu_load_bench" --target "$target" --model big --iters "$ITERS" \
-    --out "$OUT/gpu_bench.md"
+  # The malloc settings README "Tuning a trainer" recommends (as bench/run.sh
+  # does): without them glibc may fault gRPC's receive buffers in again on
+  # every message, which would blur both the host and the CUDA rows.
+  local rc=0
+  env MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_MMAP_THRESHOLD_=33554432 \
+    MALLOC_TOP_PAD_=67108864 "$BUILD/bench/gpu_load_bench" --target "$target" --model big \
+    --iters "$ITERS" --out "$OUT/gpu_bench.md" || rc=$?
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  return "$rc"
 }
 
 step environment environment || true
