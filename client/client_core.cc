@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -122,7 +123,16 @@ ClientCore::ClientCore(ClientOptions options) : options_(std::move(options)), im
   // a retry after a refused connection really tries to connect again.
   const int backoff_ms = static_cast<int>(absl::ToInt64Milliseconds(options_.initial_backoff));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::max(backoff_ms, 1));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::max(backoff_ms, 1));
+  // Despite its name, gRPC reads this as the minimum time one connection
+  // attempt gets (subchannel.cc: the attempt's deadline is the later of the
+  // next backoff time and now + this), not as a backoff. It used to be the
+  // 100 ms backoff: on a busy node the server's SETTINGS frame, or the TCP
+  // connect itself, took longer, the attempt was cut off ("connection
+  // attempt timed out before receiving SETTINGS frame", then "tcp handshaker
+  // shutdown") and a herd of starting clients failed (issue 15).
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(std::clamp<int64_t>(
+                  absl::ToInt64Milliseconds(options_.connect_timeout), 100, INT_MAX)));
   args.SetInt(
       GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
       static_cast<int>(std::max<int64_t>(absl::ToInt64Milliseconds(options_.max_backoff), 1)));

@@ -46,6 +46,12 @@ struct ClientOptions {
   uint32_t max_receive_bytes = 16 << 20;
   // Deadline of each unary call and of each whole Fetch/Load stream.
   absl::Duration deadline = absl::Minutes(10);
+  // How long one connection attempt (TCP connect, then the server's HTTP/2
+  // SETTINGS) may take before gRPC gives it up. Calls wait for an attempt
+  // in progress, so this bounds the first call's wait for a server that
+  // accepts but is slow to answer (a herd of clients starting at once on a
+  // busy node); a refused connection fails at once whatever it says.
+  absl::Duration connect_timeout = absl::Seconds(20);
   // UNAVAILABLE is retried up to `max_attempts` calls in all, waiting
   // initial_backoff, then x backoff_multiplier each time, at most max_backoff.
   int max_attempts = 5;
