@@ -172,11 +172,23 @@ absl::StatusOr<std::vector<ModelInfo>> ClientCore::ListModels(
 }
 
 absl::StatusOr<Manifest> ClientCore::GetManifest(const std::string& model, int64_t version,
-                                                 const std::string& select) {
+                                                 const std::string& select,
+                                                 ManifestChecksums checksums) {
   v1::GetManifestRequest request;
   request.set_model(model);
   request.set_version(version);
   request.set_select(select);
+  switch (checksums) {
+    case ManifestChecksums::kAll:
+      request.set_checksums(v1::CHECKSUMS_ALL);
+      break;
+    case ManifestChecksums::kKnown:
+      request.set_checksums(v1::CHECKSUMS_KNOWN);
+      break;
+    case ManifestChecksums::kNone:
+      request.set_checksums(v1::CHECKSUMS_NONE);
+      break;
+  }
   v1::GetManifestResponse response;
   WEIGHTD_RETURN_IF_ERROR(
       impl_->Unary(options_, &v1::WeightService::Stub::GetManifest, request, &response));
@@ -338,8 +350,10 @@ absl::Status ClientCore::FetchInto(const std::string& model, const FetchSpec& sp
   for (const std::string& key : spec.keys) request.add_keys(key);
   if (spec.keys.empty() && (!spec.rules.include.empty() || !spec.rules.exclude.empty())) {
     // include/exclude pick from the manifest; pin its version so the keys
-    // and the tensors come from the same one.
-    WEIGHTD_ASSIGN_OR_RETURN(Manifest manifest, GetManifest(model, spec.version, spec.select));
+    // and the tensors come from the same one. Names only: checksums would
+    // make the server hash the whole model before the first byte.
+    WEIGHTD_ASSIGN_OR_RETURN(Manifest manifest, GetManifest(model, spec.version, spec.select,
+                                                            ManifestChecksums::kNone));
     request.set_version(manifest.version);
     for (const ManifestTensor& t : manifest.tensors) {
       if (rules.Selects(t.name)) request.add_keys(t.name);

@@ -100,7 +100,17 @@ struct ManifestTensor {
   DType dtype = DType::kFloat32;
   std::vector<int64_t> shape;
   uint64_t nbytes = 0;
-  std::string checksum;  // xxHash64 of the row-major bytes, 16 hex digits
+  // xxHash64 of the row-major bytes, 16 hex digits; empty when not asked
+  // for or not computed yet (ManifestChecksums).
+  std::string checksum;
+};
+
+// Which checksums GetManifest carries. Each one reads every byte of its
+// tensor on the server the first time (seconds for a large model).
+enum class ManifestChecksums {
+  kAll,    // computed where missing: the manifest is complete
+  kKnown,  // only those the server already computed; others empty
+  kNone,   // none: names, dtypes and shapes only, at once
 };
 
 struct Manifest {
@@ -191,7 +201,8 @@ class ClientCore {
   absl::StatusOr<std::vector<ModelInfo>> ListModels(
       std::vector<SkippedEntryInfo>* skipped = nullptr);
   absl::StatusOr<Manifest> GetManifest(const std::string& model, int64_t version = 0,
-                                       const std::string& select = "");
+                                       const std::string& select = "",
+                                       ManifestChecksums checksums = ManifestChecksums::kAll);
 
   // Dry run: the report a load of `target` would get; no tensor bytes move.
   // `*version`, when given, receives the version matched against.

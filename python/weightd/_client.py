@@ -111,10 +111,20 @@ class Client:
         r = self._unary(self._stub.ListModels, pb.ListModelsRequest())
         return [_types.model_from_proto(m) for m in r.models]
 
-    def manifest(self, model, version=0, select=""):
-        """weightd.Manifest: tensors (name, dtype, shape, nbytes, checksum) and metadata."""
+    def manifest(self, model, version=0, select="", checksums="all"):
+        """weightd.Manifest: tensors (name, dtype, shape, nbytes, checksum) and metadata.
+
+        checksums: "all" (the server hashes every tensor not hashed yet:
+        seconds for a large model), "known" (only those it already has) or
+        "none"; a checksum left out is "".
+        """
+        which = {"all": pb.CHECKSUMS_ALL, "known": pb.CHECKSUMS_KNOWN,
+                 "none": pb.CHECKSUMS_NONE}.get(checksums)
+        if which is None:
+            raise InvalidArgument("checksums=%r: expected 'all', 'known' or 'none'" % (checksums,))
         r = self._unary(self._stub.GetManifest,
-                        pb.GetManifestRequest(model=model, version=version, select=select))
+                        pb.GetManifestRequest(model=model, version=version, select=select,
+                                              checksums=which))
         return _types.manifest_from_proto(r)
 
     def match(self, target, model, *, version=0, select="", strict=True,
