@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -123,7 +124,16 @@ ClientCore::ClientCore(ClientOptions options) : options_(std::move(options)), im
   // a retry after a refused connection really tries to connect again.
   const int backoff_ms = static_cast<int>(absl::ToInt64Milliseconds(options_.initial_backoff));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::max(backoff_ms, 1));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::max(backoff_ms, 1));
+  // Despite its name, gRPC reads this as the minimum time one connection
+  // attempt gets (subchannel.cc: the attempt's deadline is the later of the
+  // next backoff time and now + this), not as a backoff. It used to be the
+  // 100 ms backoff: on a busy node the server's SETTINGS frame, or the TCP
+  // connect itself, took longer, the attempt was cut off ("connection
+  // attempt timed out before receiving SETTINGS frame", then "tcp handshaker
+  // shutdown") and a herd of starting clients failed (issue 15).
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(std::clamp<int64_t>(
+                  absl::ToInt64Milliseconds(options_.connect_timeout), 100, INT_MAX)));
   args.SetInt(
       GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
       static_cast<int>(std::max<int64_t>(absl::ToInt64Milliseconds(options_.max_backoff), 1)));
@@ -153,11 +163,23 @@ absl::StatusOr<std::vector<ModelInfo>> ClientCore::ListModels(
 }
 
 absl::StatusOr<Manifest> ClientCore::GetManifest(const std::string& model, int64_t version,
-                                                 const std::string& select) {
+                                                 const std::string& select,
+                                                 ManifestChecksums checksums) {
   v1::GetManifestRequest request;
   request.set_model(model);
   request.set_version(version);
   request.set_select(select);
+  switch (checksums) {
+    case ManifestChecksums::kAll:
+      request.set_checksums(v1::CHECKSUMS_ALL);
+      break;
+    case ManifestChecksums::kKnown:
+      request.set_checksums(v1::CHECKSUMS_KNOWN);
+      break;
+    case ManifestChecksums::kNone:
+      request.set_checksums(v1::CHECKSUMS_NONE);
+      break;
+  }
   v1::GetManifestResponse response;
   WEIGHTD_RETURN_IF_ERROR(
       impl_->Unary(options_, &v1::WeightService::Stub::GetManifest, request, &response));
@@ -319,8 +341,10 @@ absl::Status ClientCore::FetchInto(const std::string& model, const FetchSpec& sp
   for (const std::string& key : spec.keys) request.add_keys(key);
   if (spec.keys.empty() && (!spec.rules.include.empty() || !spec.rules.exclude.empty())) {
     // include/exclude pick from the manifest; pin its version so the keys
-    // and the tensors come from the same one.
-    WEIGHTD_ASSIGN_OR_RETURN(Manifest manifest, GetManifest(model, spec.version, spec.select));
+    // and the tensors come from the same one. Names only: checksums would
+    // make the server hash the whole model before the first byte.
+    WEIGHTD_ASSIGN_OR_RETURN(Manifest manifest, GetManifest(model, spec.version, spec.select,
+                                                            ManifestChecksums::kNone));
     request.set_version(manifest.version);
     for (const ManifestTensor& t : manifest.tensors) {
       if (rules.Selects(t.name)) request.add_keys(t.name);

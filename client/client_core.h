@@ -46,6 +46,12 @@ struct ClientOptions {
   uint32_t max_receive_bytes = 16 << 20;
   // Deadline of each unary call and of each whole Fetch/Load stream.
   absl::Duration deadline = absl::Minutes(10);
+  // How long one connection attempt (TCP connect, then the server's HTTP/2
+  // SETTINGS) may take before gRPC gives it up. Calls wait for an attempt
+  // in progress, so this bounds the first call's wait for a server that
+  // accepts but is slow to answer (a herd of clients starting at once on a
+  // busy node); a refused connection fails at once whatever it says.
+  absl::Duration connect_timeout = absl::Seconds(20);
   // UNAVAILABLE is retried up to `max_attempts` calls in all, waiting
   // initial_backoff, then x backoff_multiplier each time, at most max_backoff.
   int max_attempts = 5;
@@ -125,7 +131,17 @@ struct ManifestTensor {
   DType dtype = DType::kFloat32;
   std::vector<int64_t> shape;
   uint64_t nbytes = 0;
-  std::string checksum;  // xxHash64 of the row-major bytes, 16 hex digits
+  // xxHash64 of the row-major bytes, 16 hex digits; empty when not asked
+  // for or not computed yet (ManifestChecksums).
+  std::string checksum;
+};
+
+// Which checksums GetManifest carries. Each one reads every byte of its
+// tensor on the server the first time (seconds for a large model).
+enum class ManifestChecksums {
+  kAll,    // computed where missing: the manifest is complete
+  kKnown,  // only those the server already computed; others empty
+  kNone,   // none: names, dtypes and shapes only, at once
 };
 
 struct Manifest {
@@ -219,7 +235,8 @@ class ClientCore {
   absl::StatusOr<std::vector<ModelInfo>> ListModels(
       std::vector<SkippedEntryInfo>* skipped = nullptr);
   absl::StatusOr<Manifest> GetManifest(const std::string& model, int64_t version = 0,
-                                       const std::string& select = "");
+                                       const std::string& select = "",
+                                       ManifestChecksums checksums = ManifestChecksums::kAll);
 
   // Dry run: the report a load of `target` would get; no tensor bytes move.
   // `*version`, when given, receives the version matched against.

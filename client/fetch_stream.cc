@@ -32,6 +32,13 @@ class StreamReader {
       report_seen_ = true;
       return sink_->OnReport(response.report());
     }
+    if (awaiting_trailer_) {
+      if (!response.has_trailer()) {
+        return Broken("its header had no checksum and no checksum trailer followed its data");
+      }
+      return Trailer(response.trailer());
+    }
+    if (response.has_trailer()) return Broken("a checksum trailer that no tensor awaits");
     if (response.has_header()) {
       if (in_tensor_) return Broken("a tensor header arrived before the previous tensor's end");
       WEIGHTD_RETURN_IF_ERROR(BeginTensor(response.header()));
@@ -44,6 +51,7 @@ class StreamReader {
   // After the stream ended well: the last tensor must be complete.
   absl::Status Finish() {
     if (!report_seen_) return Broken("the stream ended before its report");
+    if (awaiting_trailer_) return Broken("the stream ended before the tensor's checksum trailer");
     if (in_tensor_) {
       return Broken(absl::StrCat("only ", received_, " of ", header_.nbytes(), " bytes arrived"));
     }
@@ -93,12 +101,31 @@ class StreamReader {
     return received_ == header_.nbytes() ? FinishTensor() : absl::OkStatus();
   }
 
+  // All bytes arrived: check them against the header's checksum, or, when
+  // it had none (FetchRequest.checksum_trailer), against the trailer to come.
   absl::Status FinishTensor() {
-    const std::string got = Hex(XXH64_digest(hash_.get()));
-    if (got != header_.checksum()) {
+    got_ = Hex(XXH64_digest(hash_.get()));
+    if (header_.checksum().empty()) {
+      awaiting_trailer_ = true;
+      return absl::OkStatus();
+    }
+    return Verified(header_.checksum(), "the server says");
+  }
+
+  absl::Status Trailer(const v1::TensorTrailer& trailer) {
+    if (trailer.index() != header_.index()) {
+      return Broken(absl::StrCat("checksum trailer of tensor ", trailer.index(), ", expected ",
+                                 header_.index()));
+    }
+    awaiting_trailer_ = false;
+    return Verified(trailer.checksum(), "the server's trailer says");
+  }
+
+  absl::Status Verified(const std::string& want, absl::string_view who) {
+    if (got_ != want) {
       return absl::DataLossError(absl::StrCat("tensor ", header_.name(),
-                                              ": checksum mismatch (received bytes hash to ", got,
-                                              ", the server says ", header_.checksum(), ")"));
+                                              ": checksum mismatch (received bytes hash to ", got_,
+                                              ", ", who, " ", want, ")"));
     }
     in_tensor_ = false;
     ++next_index_;
@@ -109,6 +136,10 @@ class StreamReader {
   std::unique_ptr<XXH64_state_t, XxhDeleter> hash_;
   bool report_seen_ = false;
   bool in_tensor_ = false;
+  // The current tensor's bytes are all in (their hash in got_); its header
+  // had no checksum, so a TensorTrailer must come next.
+  bool awaiting_trailer_ = false;
+  std::string got_;
   uint32_t next_index_ = 0;
   v1::TensorHeader header_;
   uint64_t received_ = 0;
@@ -117,7 +148,12 @@ class StreamReader {
 }  // namespace
 
 absl::Status RunFetch(v1::WeightService::Stub* stub, const ClientOptions& options,
-                      const v1::FetchRequest& request, FetchSink* sink) {
+                      const v1::FetchRequest& fetch, FetchSink* sink) {
+  // Checksums may follow the data, so the first byte does not wait for the
+  // server to hash a tensor first (StreamReader takes either form; servers
+  // older than the field send header checksums).
+  v1::FetchRequest request = fetch;
+  request.set_checksum_trailer(true);
   return WithRetries(options, [&](bool* retryable) -> absl::Status {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + options.deadline));

@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/client_core.h"
 #include "weightd/v1/weightd.grpc.pb.h"
 
@@ -57,14 +59,21 @@ absl::Status RunFetch(v1::WeightService::Stub* stub, const ClientOptions& option
 // Calls `attempt(&retryable)` until it succeeds, fails with something other
 // than UNAVAILABLE, says it cannot be retried, or options.max_attempts calls
 // were made; sleeps with exponential backoff in between.
+// The last UNAVAILABLE names the target and how long was tried, since
+// gRPC's own message ("connections to all backends failing") names neither.
 template <typename Attempt>
 absl::Status WithRetries(const ClientOptions& options, Attempt attempt) {
   absl::Duration backoff = options.initial_backoff;
+  const absl::Time start = absl::Now();
   for (int i = 1;; ++i) {
     bool retryable = true;
     absl::Status status = attempt(&retryable);
-    if (status.ok() || !absl::IsUnavailable(status) || !retryable || i >= options.max_attempts) {
-      return status;
+    if (status.ok() || !absl::IsUnavailable(status) || !retryable) return status;
+    if (i >= options.max_attempts) {
+      return absl::UnavailableError(absl::StrCat(
+          "weightd at ", options.target, " unavailable (", i, i == 1 ? " attempt" : " attempts",
+          " in ", absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))),
+          "): ", status.message()));
     }
     absl::SleepFor(backoff);
     backoff = std::min(options.max_backoff, backoff * options.backoff_multiplier);

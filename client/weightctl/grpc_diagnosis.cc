@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace weightd::cli {
 namespace {
@@ -84,6 +85,10 @@ std::string DescribeUnavailable(const absl::Status& status, const ClientOptions&
     what = absl::StrCat("the certificate of ", server, " does not verify against --tls_ca ",
                         options.tls_ca,
                         " (signed by another CA, or not naming the host in --server?)");
+  } else if (absl::StrContains(status.message(), "timed out")) {
+    what = absl::StrCat("the server ", server, " accepted the connection but did not answer within ",
+                        absl::FormatDuration(options.connect_timeout),
+                        " (an overloaded host, or not a gRPC server on that port?)");
   } else if (OnlyRefused()) {
     what = absl::StrCat("nothing listens on ", server,
                         " (connection refused): is weightd running there, on that port?");

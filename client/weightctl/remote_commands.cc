@@ -78,11 +78,20 @@ int RunList(const ParsedArgs& args) {
 int RunManifest(const ParsedArgs& args) {
   absl::StatusOr<int64_t> version = VersionFlag(args);
   if (!version.ok()) return Fail(version.status().message(), 2);
+  const std::string which = args.Get("checksums").value_or("all");
+  ManifestChecksums checksums = ManifestChecksums::kAll;
+  if (which == "known") {
+    checksums = ManifestChecksums::kKnown;
+  } else if (which == "none") {
+    checksums = ManifestChecksums::kNone;
+  } else if (which != "all") {
+    return Fail(absl::StrCat("--checksums ", which, ": expected all, known or none"), 2);
+  }
   int code = 0;
   std::unique_ptr<ClientCore> client = MakeClientOrFail(args, &code);
   if (client == nullptr) return code;
-  absl::StatusOr<Manifest> manifest =
-      client->GetManifest(args.positional[0], *version, args.Get("select").value_or(""));
+  absl::StatusOr<Manifest> manifest = client->GetManifest(
+      args.positional[0], *version, args.Get("select").value_or(""), checksums);
   if (!manifest.ok()) return Fail(Failure(manifest.status(), client->options()));
   if (args.Has("json")) {
     Json tensors = Json::array();
@@ -111,7 +120,8 @@ int RunManifest(const ParsedArgs& args) {
   std::cout << "\n";
   for (const ManifestTensor& t : manifest->tensors) {
     std::cout << absl::StrFormat("  %-48s %-9s %-20s %10s  %s\n", t.name, DTypeName(t.dtype),
-                                 ShapeToString(t.shape), HumanBytes(t.nbytes), t.checksum);
+                                 ShapeToString(t.shape), HumanBytes(t.nbytes),
+                                 t.checksum.empty() ? "-" : t.checksum);
   }
   return 0;
 }
@@ -176,12 +186,18 @@ Command ListCommand() {
 Command ManifestCommand() {
   Command c;
   c.name = "manifest";
-  c.usage = "manifest MODEL [--server HOST:PORT] [credentials] [--version N] [--select P] [--json]";
+  c.usage =
+      "manifest MODEL [--server HOST:PORT] [credentials] [--version N] [--select P] "
+      "[--checksums all|known|none] [--json]";
   c.summary = "Lists a served model's tensors (name, dtype, shape, bytes, checksum) and metadata.";
   c.flags = ServerFlags();
   c.flags.insert(c.flags.end(),
                  {{"version", true, "N  version (default: newest)"},
                   {"select", true, "PATH  state dict inside the checkpoint (default: automatic)"},
+                  {"checksums", true,
+                   "all|known|none  all (default) makes the server hash every tensor not "
+                   "hashed yet (seconds for a large model); known shows only those it already "
+                   "has and none skips them: the others show as - (\"\" in --json)"},
                   {"json", false, "prints one JSON object"}});
   c.min_positional = c.max_positional = 1;
   c.run = RunManifest;

@@ -17,6 +17,8 @@ class ClientOptions:
     load_balancing_policy: str = "round_robin"
     max_receive_bytes: int = 16 << 20
     timeout: float = 600.0  # of each unary call and of each whole Fetch stream
+    # One connection attempt (TCP connect + the server's HTTP/2 SETTINGS).
+    connect_timeout: float = 20.0
     max_attempts: int = 5
     initial_backoff: float = 0.1
     max_backoff: float = 5.0
@@ -73,7 +75,11 @@ class Client:
             # gRPC's own reconnect backoff starts at 1 s; keep it in step with
             # ours so a retry after a refused connection really reconnects.
             ("grpc.initial_reconnect_backoff_ms", backoff_ms),
-            ("grpc.min_reconnect_backoff_ms", backoff_ms),
+            # gRPC reads this one as the least time a connection attempt
+            # gets, not as a backoff: at 100 ms a herd of clients starting
+            # on a busy node had attempts cut off ("tcp handshaker shutdown",
+            # issue 15). See client/client_core.cc.
+            ("grpc.min_reconnect_backoff_ms", max(int(o.connect_timeout * 1000), 100)),
             ("grpc.max_reconnect_backoff_ms", max(int(o.max_backoff * 1000), 1)),
         ]
         if o.tls_ca or o.tls_cert:
@@ -105,10 +111,20 @@ class Client:
         r = self._unary(self._stub.ListModels, pb.ListModelsRequest())
         return [_types.model_from_proto(m) for m in r.models]
 
-    def manifest(self, model, version=0, select=""):
-        """weightd.Manifest: tensors (name, dtype, shape, nbytes, checksum) and metadata."""
+    def manifest(self, model, version=0, select="", checksums="all"):
+        """weightd.Manifest: tensors (name, dtype, shape, nbytes, checksum) and metadata.
+
+        checksums: "all" (the server hashes every tensor not hashed yet:
+        seconds for a large model), "known" (only those it already has) or
+        "none"; a checksum left out is "".
+        """
+        which = {"all": pb.CHECKSUMS_ALL, "known": pb.CHECKSUMS_KNOWN,
+                 "none": pb.CHECKSUMS_NONE}.get(checksums)
+        if which is None:
+            raise InvalidArgument("checksums=%r: expected 'all', 'known' or 'none'" % (checksums,))
         r = self._unary(self._stub.GetManifest,
-                        pb.GetManifestRequest(model=model, version=version, select=select))
+                        pb.GetManifestRequest(model=model, version=version, select=select,
+                                              checksums=which))
         return _types.manifest_from_proto(r)
 
     def match(self, target, model, *, version=0, select="", strict=True,

@@ -2,7 +2,8 @@
 
 The stream is one report, then per tensor a header and its chunks in order.
 Each tensor's chunks are assembled into one bytearray (the only copy of the
-bytes on this side), its xxHash64 checked against the header, and only then
+bytes on this side), its xxHash64 checked against the header's checksum or,
+when that is empty, the TensorTrailer after the chunks, and only then
 handed on. UNAVAILABLE is retried with backoff while nothing has arrived.
 """
 import time
@@ -48,6 +49,7 @@ class _Stream:
         self.buffer = None
         self.received = 0
         self.hash = None
+        self.got = None  # all bytes in, hash awaiting the trailer
         self.next_index = 0
 
     def broken(self, why):
@@ -61,6 +63,11 @@ class _Stream:
                 raise self.broken("the stream does not start with a report")
             self.report_seen = True
             self.sink.on_report(response.report)
+        elif item == "trailer":
+            self.trailer(response.trailer)
+        elif self.got is not None:
+            raise self.broken("its header had no checksum and no checksum trailer followed "
+                              "its data")
         elif item == "header":
             if self.header is not None:
                 raise self.broken("a tensor header arrived before the previous tensor's end")
@@ -108,9 +115,25 @@ class _Stream:
 
     def finish_tensor(self):
         got = self.hash.hexdigest()
-        if got != self.header.checksum:
-            raise DataLoss("tensor %s: checksum mismatch (received bytes hash to %s, the server "
-                           "says %s)" % (self.header.name, got, self.header.checksum))
+        if not self.header.checksum:
+            # checksum_trailer: the checksum follows the data.
+            self.got = got
+            return
+        self.verified(got, self.header.checksum, "the server says")
+
+    def trailer(self, trailer):
+        if self.got is None:
+            raise self.broken("a checksum trailer that no tensor awaits")
+        if trailer.index != self.header.index:
+            raise self.broken("checksum trailer of tensor %d, expected %d" %
+                              (trailer.index, self.header.index))
+        got, self.got = self.got, None
+        self.verified(got, trailer.checksum, "the server's trailer says")
+
+    def verified(self, got, want, who):
+        if got != want:
+            raise DataLoss("tensor %s: checksum mismatch (received bytes hash to %s, %s %s)" %
+                           (self.header.name, got, who, want))
         header, buffer = self.header, self.buffer
         self.header = self.buffer = self.hash = None
         self.next_index += 1
@@ -119,6 +142,8 @@ class _Stream:
     def finish(self):
         if not self.report_seen:
             raise self.broken("the stream ended before its report")
+        if self.got is not None:
+            raise self.broken("the stream ended before the tensor's checksum trailer")
         if self.header is not None:
             raise self.broken("only %d of %d bytes arrived" % (self.received, self.header.nbytes))
 
@@ -131,6 +156,9 @@ def run_fetch(client, request, sink):
     the report rejects ends FAILED_PRECONDITION right after it).
     """
     options = client.options
+    # Checksums may follow the data (a TensorTrailer), so the first byte does
+    # not wait for the server to hash a tensor; older servers ignore this.
+    request.checksum_trailer = True
 
     def attempt(state):
         call = client._stub.Fetch(request, timeout=options.timeout, metadata=client._metadata)

@@ -252,7 +252,7 @@ def state_dict(client, model, map_location=None, *, select="", version=0, dtype=
     elif rs.include or rs.exclude or rs.rules:
         # The server renames only towards a target: propose one from the
         # manifest (pinned to its version), and let a strict match confirm it.
-        manifest = client.manifest(model, version, select)
+        manifest = client.manifest(model, version, select, checksums="none")
         request.version = manifest.version
         pairs = _rules.local_names([t.name for t in manifest.tensors], rs)
         if not pairs:

@@ -34,7 +34,7 @@ class TensorInfo:
     dtype: str
     shape: List[int]
     nbytes: int
-    checksum: str  # xxHash64 (seed 0) of the row-major bytes, 16 hex digits
+    checksum: str  # xxHash64 (seed 0) of the row-major bytes, 16 hex digits; "": not computed
 
 
 @dataclass

@@ -32,7 +32,8 @@ StateDictView::StateDictView(std::string select_path, StateDict tensors)
       tensors_(std::move(tensors)),
       entries_(EntriesFromStateDict(tensors_)),
       checksum_once_(new std::once_flag[tensors_.size()]),
-      checksums_(new uint64_t[tensors_.size()]()) {
+      checksums_(new std::atomic<uint64_t>[tensors_.size()]()),
+      known_(new std::atomic<bool>[tensors_.size()]()) {
   for (size_t i = 0; i < tensors_.size(); ++i) {
     index_.emplace(tensors_[i].first, static_cast<int>(i));
     bytes_ += tensors_[i].second.nbytes();
@@ -45,9 +46,26 @@ int StateDictView::Find(absl::string_view name) const {
 }
 
 uint64_t StateDictView::Checksum(size_t index) const {
-  std::call_once(checksum_once_[index],
-                 [&] { checksums_[index] = tensors_[index].second.Checksum(); });
-  return checksums_[index];
+  if (std::optional<uint64_t> known = KnownChecksum(index)) return *known;
+  std::call_once(checksum_once_[index], [&] {
+    // A fetch may have remembered it meanwhile; then the hash is not redone.
+    if (!known_[index].load(std::memory_order_acquire)) {
+      RememberChecksum(index, tensors_[index].second.Checksum());
+    }
+  });
+  return checksums_[index].load(std::memory_order_acquire);
+}
+
+std::optional<uint64_t> StateDictView::KnownChecksum(size_t index) const {
+  if (!known_[index].load(std::memory_order_acquire)) return std::nullopt;
+  return checksums_[index].load(std::memory_order_relaxed);
+}
+
+void StateDictView::RememberChecksum(size_t index, uint64_t checksum) const {
+  // Every writer stores the same value (the hash of immutable bytes), so
+  // racing writers need no ordering among themselves.
+  checksums_[index].store(checksum, std::memory_order_relaxed);
+  known_[index].store(true, std::memory_order_release);
 }
 
 absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::Load(std::string model,

@@ -2,9 +2,11 @@
 #ifndef WEIGHTD_SERVER_CACHE_SNAPSHOT_H_
 #define WEIGHTD_SERVER_CACHE_SNAPSHOT_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,8 +37,15 @@ class StateDictView {
   // Index of `name` in tensors(), or -1.
   int Find(absl::string_view name) const;
   // xxHash64 (seed 0) of tensor `index`'s row-major bytes; computed on first
-  // call, then cached.
+  // call (concurrent first calls hash once), then cached.
   uint64_t Checksum(size_t index) const;
+  // The checksum if it is already known (computed by Checksum or handed to
+  // RememberChecksum); never computes.
+  std::optional<uint64_t> KnownChecksum(size_t index) const;
+  // Records the checksum of tensor `index`'s row-major bytes that a caller
+  // hashed anyway (a Fetch stream, as the bytes went out), so that later
+  // manifests and fetches know it. Must be the true value.
+  void RememberChecksum(size_t index, uint64_t checksum) const;
 
  private:
   const std::string select_path_;
@@ -45,7 +54,9 @@ class StateDictView {
   absl::flat_hash_map<std::string, int> index_;
   uint64_t bytes_ = 0;
   std::unique_ptr<std::once_flag[]> checksum_once_;
-  std::unique_ptr<uint64_t[]> checksums_;
+  // checksums_[i] is valid once known_[i] is true (release/acquire).
+  std::unique_ptr<std::atomic<uint64_t>[]> checksums_;
+  std::unique_ptr<std::atomic<bool>[]> known_;
 };
 
 // Immutable view of one loaded checkpoint version.

@@ -3,6 +3,7 @@
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <xxhash.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -68,6 +69,7 @@ absl::Status FetchReactor::Begin(ModelStore* store, grpc::CallbackServerContext*
       EffectiveChunkBytes(parsed.chunk_bytes(), parsed.max_receive_bytes());
   if (!chunk_bytes.ok()) return chunk_bytes.status();
   chunk_bytes_ = *chunk_bytes;
+  trailer_ = parsed.checksum_trailer();
   absl::StatusOr<v1::ModelConfig> config = store->Config(parsed.model());
   if (!config.ok()) return config.status();
   absl::StatusOr<FetchSpec> spec = FromProto(parsed, *config);
@@ -188,7 +190,21 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
                       new std::shared_ptr<const void>(keepalive_)),
       };
       message_ = grpc::ByteBuffer(slices, 2);
+      if (hashing_) XXH64_update(hash_.get(), bytes_.data() + offset_, n);
       offset_ += n;
+      return true;
+    }
+    if (hashing_) {
+      hashing_ = false;
+      const uint64_t checksum = XXH64_digest(hash_.get());
+      // Only zero-copy tensors are hashed here: the bytes sent are the
+      // stored ones, so this is the manifest's checksum too.
+      view_->RememberChecksum(planned.index, checksum);
+      v1::FetchResponse response;
+      v1::TensorTrailer* trailer = response.mutable_trailer();
+      trailer->set_index(static_cast<uint32_t>(tensor_));
+      trailer->set_checksum(absl::StrCat(absl::Hex(checksum, absl::kZeroPad16)));
+      message_ = Serialize(response);
       return true;
     }
     if (from_device) {
@@ -205,7 +221,7 @@ absl::StatusOr<bool> FetchReactor::NextMessage() {
 
 absl::Status FetchReactor::PrepareTensor(const PlannedTensor& planned, v1::TensorHeader* header) {
   const TensorRecord& record = view_->tensors()[planned.index].second;
-  uint64_t checksum;
+  std::optional<uint64_t> checksum;
   if (reader_ != nullptr && from_device_[tensor_]) {
     // From the device: row-major there whatever the host strides; the
     // checksum was taken at upload.
@@ -218,7 +234,13 @@ absl::Status FetchReactor::PrepareTensor(const PlannedTensor& planned, v1::Tenso
     bytes_ = record.nbytes() == 0 ? absl::Span<const uint8_t>()
                                   : absl::Span<const uint8_t>(record.data(), record.nbytes());
     keepalive_ = snapshot_;
-    checksum = view_->Checksum(planned.index);
+    if (!trailer_ || bytes_.empty()) {
+      checksum = view_->Checksum(planned.index);
+    } else if (!(checksum = view_->KnownChecksum(planned.index))) {
+      if (hash_ == nullptr) hash_.reset(XXH64_createState());
+      XXH64_reset(hash_.get(), 0);
+      hashing_ = true;
+    }
   } else {
     auto scratch = std::make_shared<std::vector<uint8_t>>();
     std::vector<uint8_t> strided;
@@ -234,7 +256,13 @@ absl::Status FetchReactor::PrepareTensor(const PlannedTensor& planned, v1::Tenso
       if (!status.ok()) return status;
     }
     bytes_ = absl::Span<const uint8_t>(scratch->data(), scratch->size());
-    checksum = XXH64(scratch->data(), scratch->size(), 0);
+    if (planned.send_dtype != record.dtype) {
+      checksum = XXH64(scratch->data(), scratch->size(), 0);
+    } else if (!(checksum = view_->KnownChecksum(planned.index))) {
+      // The row-major copy of a strided tensor: the manifest's checksum.
+      checksum = XXH64(scratch->data(), scratch->size(), 0);
+      view_->RememberChecksum(planned.index, *checksum);
+    }
     keepalive_ = std::move(scratch);
   }
   header->set_name(planned.name);
@@ -242,9 +270,12 @@ absl::Status FetchReactor::PrepareTensor(const PlannedTensor& planned, v1::Tenso
   header->set_dtype(std::string(DTypeName(planned.send_dtype)));
   header->mutable_shape()->Add(record.shape.begin(), record.shape.end());
   if (reader_ == nullptr || !from_device_[tensor_]) header->set_nbytes(bytes_.size());
-  header->set_checksum(absl::StrCat(absl::Hex(checksum, absl::kZeroPad16)));
+  // Empty: a TensorTrailer brings it after the data.
+  if (checksum) header->set_checksum(absl::StrCat(absl::Hex(*checksum, absl::kZeroPad16)));
   return absl::OkStatus();
 }
+
+void FetchReactor::HashDeleter::operator()(XXH64_state_s* state) const { XXH64_freeState(state); }
 
 void FetchReactor::OnWriteDone(bool ok) {
   absl::MutexLock lock(&mu_);

@@ -11,6 +11,12 @@
 // device instead: a DeviceReader copies it through pinned staging buffers,
 // double-buffered, and each chunk's slice holds its staging buffer until
 // gRPC destroys the slice.
+//
+// With FetchRequest.checksum_trailer, a zero-copy tensor whose checksum the
+// view does not know yet goes out at once with an empty header checksum; its
+// chunks are hashed as they are built and a TensorTrailer follows the last
+// one (the view remembers the value). So the first byte does not wait for a
+// pass over the tensor, however large.
 #ifndef WEIGHTD_SERVER_SERVICE_FETCH_REACTOR_H_
 #define WEIGHTD_SERVER_SERVICE_FETCH_REACTOR_H_
 
@@ -31,6 +37,8 @@
 #include "server/service/request_limits.h"
 #include "server/service/work_pool.h"
 #include "weightd/v1/weightd.pb.h"
+
+struct XXH64_state_s;
 
 namespace weightd {
 
@@ -61,6 +69,10 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishOnce(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  struct HashDeleter {
+    void operator()(XXH64_state_s* state) const;
+  };
+
   const std::function<void()> on_done_;
   absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
@@ -85,6 +97,11 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   // The current tensor's bytes to send and what keeps them alive.
   absl::Span<const uint8_t> bytes_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const void> keepalive_ ABSL_GUARDED_BY(mu_);
+  // checksum_trailer: the client takes checksums after the data.
+  bool trailer_ ABSL_GUARDED_BY(mu_) = false;
+  // The current tensor's checksum is being computed from its chunks.
+  bool hashing_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<XXH64_state_s, HashDeleter> hash_ ABSL_GUARDED_BY(mu_);
   grpc::ByteBuffer message_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;

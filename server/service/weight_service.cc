@@ -1,5 +1,6 @@
 #include "server/service/weight_service.h"
 
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -69,13 +70,21 @@ absl::Status GetManifest(ModelStore* store, absl::Time deadline,
   response->set_format((*snapshot)->format());
   response->set_select((*view)->select_path());
   const StateDict& tensors = (*view)->tensors();
+  const v1::Checksums checksums = request.checksums();
   for (size_t i = 0; i < tensors.size(); ++i) {
     v1::TensorInfo* info = response->add_tensors();
     info->set_name(tensors[i].first);
     info->set_dtype(std::string(DTypeName(tensors[i].second.dtype)));
     info->mutable_shape()->Add(tensors[i].second.shape.begin(), tensors[i].second.shape.end());
     info->set_nbytes(tensors[i].second.nbytes());
-    HexChecksum((*view)->Checksum(i), info->mutable_checksum());
+    // Empty: not computed (the proto says so), never a guess.
+    if (checksums == v1::CHECKSUMS_KNOWN) {
+      if (std::optional<uint64_t> known = (*view)->KnownChecksum(i)) {
+        HexChecksum(*known, info->mutable_checksum());
+      }
+    } else if (checksums != v1::CHECKSUMS_NONE) {
+      HexChecksum((*view)->Checksum(i), info->mutable_checksum());
+    }
   }
   std::string json = (*snapshot)->Metadata(**view).dump(-1, ' ', false,
                                                         nlohmann::json::error_handler_t::replace);

@@ -13,6 +13,7 @@ import tempfile
 import unittest
 
 import torch
+import xxhash
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "data"))
@@ -59,6 +60,21 @@ class RemoteTest(unittest.TestCase):
         for t in manifest["tensors"]:
             self.assertEqual(t["dtype"], str(sd[t["name"]].dtype).replace("torch.", ""))
             self.assertEqual(t["shape"], list(sd[t["name"]].shape))
+
+    def test_manifest_checksums_flag_skips_or_limits_the_hashing(self):
+        def checksums(which):
+            out = self.ctl("manifest", "lenet", "--checksums", which, "--json").stdout
+            return [t["checksum"] for t in json.loads(out)["tensors"]]
+        sd = self.source("lenet")
+        self.assertEqual(checksums("none"), [""] * len(sd))
+        table = self.ctl("manifest", "lenet", "--checksums", "none").stdout
+        self.assertRegex(table, r"conv1\.weight .* -\n")
+        full = checksums("all")
+        self.assertEqual(full, [xxhash.xxh64(safetensors_io.tensor_bytes(t)).hexdigest()
+                                for t in sd.values()])
+        self.assertEqual(checksums("known"), full)  # computed by "all", then kept
+        r = self.ctl("manifest", "lenet", "--checksums", "some", code=2)
+        self.assertIn("--checksums some", r.stderr)
 
     def test_unknown_model_fails_with_a_message(self):
         r = self.ctl("manifest", "nope", code=1)

@@ -43,10 +43,15 @@ for (const obj of docs) {
   }
 }
 
-// What the deployment must keep, whatever the overlay changes.
+// What the deployment must keep, whatever the overlay changes. weightd runs
+// as one Deployment (replicas behind Services) or, in overlays/node-local, as
+// one DaemonSet (a Unix socket on a hostPath for the node's trainers).
 const byKind = (kind) => docs.filter((d) => d.kind === kind);
-const deployments = byKind("Deployment");
-if (deployments.length !== 1) fail("Deployment", `expected 1, got ${deployments.length}`);
+const deployments = byKind("Deployment").concat(byKind("DaemonSet"));
+if (deployments.length !== 1) {
+  fail("Deployment", `expected 1 Deployment or DaemonSet, got ${deployments.length}`);
+}
+const daemonSet = deployments.length === 1 && deployments[0].kind === "DaemonSet";
 // The kubelet probes in plaintext: with --tls_cert in the flags the probes
 // must use the plaintext health-only port (--health_listen), else 50051 or it.
 const flagsMap = byKind("ConfigMap").find((m) => m.metadata.name === "weightd-flags");
@@ -75,7 +80,42 @@ for (const d of deployments) {
 }
 const headless = byKind("Service").find((s) => s.metadata.name === "weightd-headless");
 if (!headless || headless.spec.clusterIP !== "None") fail("Service", "no headless weightd-headless");
-if (byKind("PodDisruptionBudget").length !== 1) fail("PodDisruptionBudget", "missing");
+if (!daemonSet && byKind("PodDisruptionBudget").length !== 1) fail("PodDisruptionBudget", "missing");
+
+// node-local: the socket --listen names lies in a hostPath directory that
+// weightd mounts writable, and a trainer pod mounts the same directory, is
+// told the unix: target, and is in the socket's group (weightd's runAsGroup;
+// the socket is --unix_socket_mode 0660).
+const socket = flags.match(/^--listen=\S*unix:(\/\S+?)(?:,\S*)?\s*$/m)?.[1];
+const dirOf = (path) => path.slice(0, path.lastIndexOf("/"));
+const hostPathOf = (pod, mountPath, c) => {
+  const mount = (c.volumeMounts || []).find((m) => m.mountPath === mountPath);
+  return (pod.volumes || []).find((v) => v.name === mount?.name)?.hostPath;
+};
+if (daemonSet) {
+  const pod = deployments[0].spec.template.spec;
+  const weightd = pod.containers.find((c) => c.name === "weightd");
+  if (!socket) fail("DaemonSet", "--listen names no unix: socket");
+  const hostPath = socket && weightd && hostPathOf(pod, dirOf(socket), weightd);
+  if (!hostPath) fail("DaemonSet", `${socket}'s directory is not a hostPath mount of weightd`);
+  if (hostPath && hostPath.type !== "DirectoryOrCreate") {
+    fail("DaemonSet", "the socket hostPath is not DirectoryOrCreate");
+  }
+  if (!/^--unix_socket_mode=0?660\s*$/m.test(flags)) fail("DaemonSet", "--unix_socket_mode is not 0660");
+  const group = weightd?.securityContext?.runAsGroup ?? pod.securityContext?.runAsGroup;
+  const trainers = byKind("Pod").filter((p) => p.spec.containers.some((c) =>
+    (c.env || []).some((e) => e.name === "WEIGHTD_TARGET" && e.value === `unix:${socket}`)));
+  if (trainers.length === 0) fail("Pod", `no example trainer with WEIGHTD_TARGET=unix:${socket}`);
+  for (const t of trainers) {
+    const c = t.spec.containers.find((c) => (c.env || []).some((e) => e.name === "WEIGHTD_TARGET"));
+    if (hostPathOf(t.spec, dirOf(socket), c)?.path !== hostPath?.path) {
+      fail(`Pod/${t.metadata.name}`, `does not mount the socket directory ${hostPath?.path}`);
+    }
+    const groups = [t.spec.securityContext?.fsGroup, t.spec.securityContext?.runAsGroup,
+                    ...(t.spec.securityContext?.supplementalGroups || [])];
+    if (!groups.includes(group)) fail(`Pod/${t.metadata.name}`, `not in the socket's group ${group}`);
+  }
+}
 if (process.argv.includes("--expect-pvc") && byKind("PersistentVolumeClaim").length !== 1) {
   fail("PersistentVolumeClaim", "missing");
 }

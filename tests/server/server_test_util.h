@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,7 @@ class ServerTest : public ::testing::Test {
 struct FetchedTensor {
   v1::TensorHeader header;
   std::string bytes;
+  std::optional<std::string> trailer;  // TensorTrailer.checksum, if one came
 };
 
 struct FetchResult {
@@ -98,7 +100,8 @@ struct FetchResult {
 };
 
 // Reads a whole Fetch stream, checking its order: the report first, then a
-// header per tensor followed by chunks with consecutive offsets.
+// header per tensor followed by chunks with consecutive offsets and, only if
+// the header had no checksum, a trailer after all of its bytes.
 inline FetchResult FetchAll(v1::WeightService::Stub* stub, const v1::FetchRequest& request) {
   FetchResult result;
   grpc::ClientContext context;
@@ -116,9 +119,19 @@ inline FetchResult FetchAll(v1::WeightService::Stub* stub, const v1::FetchReques
     if (response.has_header()) {
       EXPECT_EQ(response.header().index(), result.tensors.size());
       result.tensors.push_back({response.header(), ""});
+    } else if (response.has_trailer()) {
+      EXPECT_FALSE(result.tensors.empty());
+      if (result.tensors.empty()) continue;
+      FetchedTensor& t = result.tensors.back();
+      EXPECT_EQ(response.trailer().index(), result.tensors.size() - 1);
+      EXPECT_FALSE(t.trailer.has_value()) << "one trailer per tensor";
+      EXPECT_EQ(t.bytes.size(), t.header.nbytes()) << "the trailer follows the last chunk";
+      EXPECT_EQ(t.header.checksum(), "") << "a trailer only when the header has no checksum";
+      t.trailer = response.trailer().checksum();
     } else if (response.has_chunk()) {
       EXPECT_FALSE(result.tensors.empty());
       if (result.tensors.empty()) continue;
+      EXPECT_FALSE(result.tensors.back().trailer.has_value()) << "a chunk after the trailer";
       EXPECT_EQ(response.chunk().index(), result.tensors.size() - 1);
       EXPECT_EQ(response.chunk().offset(), result.tensors.back().bytes.size());
       result.tensors.back().bytes += response.chunk().data();
