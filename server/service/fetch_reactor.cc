@@ -118,6 +118,10 @@ void FetchReactor::Continue() {
     return;
   }
   if (!*more) {
+    // Everything is sent: let the device copy go before the client hears
+    // the status, so that the GPU tier may evict it from then on.
+    reader_.reset();
+    residency_.reset();
     if (!plan_.report.ok()) {
       // The report went first, so the client can show why; the status
       // message is bounded because it travels in metadata.
