@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <torch/nn/module.h>
 #include <torch/types.h>
+#include <weightd/client.h>
 
 #include <algorithm>
 #include <chrono>
@@ -22,7 +23,6 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
-#include <weightd/client.h>
 
 namespace {
 
@@ -87,8 +87,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> parts = absl::StrSplit(t.name, '.');
     std::shared_ptr<Node> node = root;
     for (size_t j = 0; j + 1 < parts.size(); ++j) node = node->Child(parts[j]);
-    torch::Tensor v = torch::zeros(
-        t.shape, torch::TensorOptions().dtype(weightd::ToScalarType(t.dtype).value()));
+    torch::Tensor v =
+        torch::zeros(t.shape, torch::TensorOptions().dtype(weightd::ToScalarType(t.dtype).value()));
     node->Add(parts.back(), v);
     bytes += t.nbytes;
   }
