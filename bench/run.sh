@@ -6,7 +6,10 @@
 #   bench/run.sh [BUILD_DIR]      (default build-bench; builds what it needs)
 #
 # Env: PY (python with torch; default /usr/bin/python3), ITERS (default 3),
-# CLIENTS (default 16), WORK (scratch dir; default a fresh mktemp -d).
+# CLIENTS (default 16), WORK (scratch dir; default a fresh mktemp -d),
+# TTFB=1 (also bench/ttfb.sh: time to first byte of 1 vs 8 GiB models; writes
+# two 8 GiB files in turn, minutes), FANOUT=0 (skip bench/fanout.sh: CLIENTS
+# processes each loading 256 MiB into a module of its own).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,7 +31,8 @@ fi
 # SKIP_BUILD=1: use the binaries already in BUILD (another checkout edit would
 # otherwise trigger a rebuild in the middle of a measurement session).
 if [[ -z "${SKIP_BUILD:-}" ]]; then
-  cmake --build "$BUILD" --target weightd weightctl load_bench local_limit_bench -j"$(nproc)" >/dev/null
+  cmake --build "$BUILD" --target weightd weightctl load_bench local_limit_bench fanout_bench \
+    ttfb_bench -j"$(nproc)" >/dev/null
 fi
 WEIGHTD="$BUILD/server/weightd"
 WEIGHTCTL="$BUILD/client/weightctl"
@@ -222,3 +226,12 @@ awk -v u="$(ru load_best_s "$LBU")" -v uf="$(ru load_faults "$LBU")" -v ok="$(ru
       printf "physical limit (mmap+memcpy, MAP_POPULATE): %.3f s (%.0f faults); plain faulting mmap %.3f s; Load/limit %.2fx\n", p, pf, f, u/p
       printf "torch.load + load_state_dict / same-node Load: %.2fx; xxh64 of 1 GiB (verify_local_checksums): %.3f s\n", tl/u, x
     }'
+# Fan-out over processes (the row above uses threads sharing one module) and
+# the server's CPU per GiB; then, with TTFB=1, cold-start time to first byte.
+if [[ "${FANOUT:-1}" != 0 ]]; then
+  echo
+  SKIP_BUILD=1 N="$CLIENTS" ITERS="$ITERS" WORK="$WORK" PY="$PY" bash "$ROOT/bench/fanout.sh" "$BUILD"
+fi
+if [[ -n "${TTFB:-}" ]]; then
+  SKIP_BUILD=1 ITERS="$ITERS" WORK="$WORK" PY="$PY" bash "$ROOT/bench/ttfb.sh" "$BUILD"
+fi

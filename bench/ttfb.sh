@@ -9,8 +9,9 @@
 #   bench/ttfb.sh [BUILD_DIR]     (default build-bench; run.sh calls it with TTFB=1)
 #
 # Env: PY (python with torch), ITERS (default 3; the median is shown), WORK
-# (scratch dir), WEIGHTD (another daemon binary, e.g. an older build, to
-# compare), SKIP_BUILD=1.
+# (scratch dir), WEIGHTD (the daemon binary), WEIGHTD_OLD (a second one, e.g.
+# a build from before checksum trailers, measured on the same files in the
+# same run), SKIP_BUILD=1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -46,46 +47,55 @@ EOF
   cat "$WORK/ttfb-repo/$1/1/model.pt" >/dev/null  # page cache warm
 }
 
-# one WHAT MODEL: a fresh daemon, one call, its seconds.
+# one WHAT MODEL DAEMON: a fresh daemon, one call, its seconds.
 one() {
-  "$WEIGHTD" --repository "$WORK/ttfb-repo" --listen 127.0.0.1:0 --minloglevel 2 \
+  "$3" --repository "$WORK/ttfb-repo" --listen 127.0.0.1:0 --minloglevel 2 \
     >"$WORK/ttfb-d.out" 2>&1 &
   DPID=$!
   for _ in $(seq 100); do grep -q "listening on" "$WORK/ttfb-d.out" 2>/dev/null && break; sleep 0.05; done
   local target
   target="$(sed -n 's/^listening on //p' "$WORK/ttfb-d.out" | head -1)"
-  "$TTFB" --target "$target" --model "$2" --what "$1" | awk '$1=="RESULT"{print $3}'
+  local t
+  t="$("$TTFB" --target "$target" --model "$2" --what "$1" | awk '$1=="RESULT"{print $3}')"
   kill "$DPID"; wait "$DPID" 2>/dev/null || true; DPID=""
+  [[ -n "${VERBOSE:-}" ]] && echo "    $(basename "$(dirname "$3")")/$(basename "$3") $2 $1: $t" >&2
+  echo "$t"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 
 declare -A T
 WHATS=(fetch fetch_include manifest_known manifest_all)
+DAEMONS=("$WEIGHTD")
+[[ -n "${WEIGHTD_OLD:-}" ]] && DAEMONS+=("$WEIGHTD_OLD")
 measure() {
-  for W in "${WHATS[@]}"; do
-    T[$1,$W]="$(for _ in $(seq "$ITERS"); do one "$W" "$1"; done | median)"
+  for D in "${DAEMONS[@]}"; do
+    for W in "${WHATS[@]}"; do
+      T[$D,$1,$W]="$(for _ in $(seq "$ITERS"); do one "$W" "$1" "$D"; done | median)"
+    done
   done
   echo "  measured $1 (load $(cut -d' ' -f1 /proc/loadavg))" >&2
 }
 
-echo "ttfb: daemon $WEIGHTD; load at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "ttfb: daemons ${DAEMONS[*]}; load at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 make_model g1x4 256 1024;   measure g1x4
 make_model g8x4 2048 1024;  measure g8x4;  rm -rf "$WORK/ttfb-repo/g8x4"
 make_model g8x32 256 8192;  measure g8x32; rm -rf "$WORK/ttfb-repo/g8x32"
 
+for D in "${DAEMONS[@]}"; do
 echo
-echo "Time to first byte after a fresh daemon start (median of $ITERS, page cache warm; load at end: $(cut -d' ' -f1-3 /proc/loadavg)):"
+echo "Time to first byte after a fresh daemon start, $D (median of $ITERS, page cache warm; load at end: $(cut -d' ' -f1-3 /proc/loadavg)):"
 echo
-printf '| %-36s | %12s | %12s | %12s | %8s | %8s |\n' call "1 GiB 256x4M" "8 GiB 2048x4M" "8 GiB 256x32M" "ratio 4M" "ratio 32M"
-printf '|%s|%s|%s|%s|%s|%s|\n' -------------------------------------- -------------- -------------- -------------- ---------- ----------
+printf '| %-36s | %13s | %13s | %13s | %8s | %8s |\n' call "1 GiB 256x4M" "8 GiB 2048x4M" "8 GiB 256x32M" "8G/1G 4M" "8G/1G 32M"
+printf '|%s|%s|%s|%s|%s|%s|\n' -------------------------------------- --------------- --------------- --------------- ---------- ----------
 for W in "${WHATS[@]}"; do
   case $W in
     fetch) NAME="Fetch: first tensor byte";;
-    fetch_include) NAME="Fetch --include: first byte";;
+    fetch_include) NAME="Fetch with include: first byte";;
     manifest_known) NAME="GetManifest (checksums KNOWN)";;
     manifest_all) NAME="GetManifest (checksums ALL)";;
   esac
-  awk -v n="$NAME" -v a="${T[g1x4,$W]}" -v b="${T[g8x4,$W]}" -v c="${T[g8x32,$W]}" \
+  awk -v n="$NAME" -v a="${T[$D,g1x4,$W]}" -v b="${T[$D,g8x4,$W]}" -v c="${T[$D,g8x32,$W]}" \
     'BEGIN{printf "| %-36s | %10.1f ms | %10.1f ms | %10.1f ms | %7.2fx | %7.2fx |\n", n, a*1e3, b*1e3, c*1e3, b/a, c/a}'
+done
 done

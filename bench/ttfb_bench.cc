@@ -15,6 +15,8 @@
 // The channel is connected first (ListModels, which loads no model), so the
 // figure is the server's, not the TCP handshake's. Prints
 // "RESULT ttfb_<what>_s SECONDS".
+#include <weightd/client_core.h>
+
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -22,7 +24,6 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include <weightd/client_core.h>
 
 namespace {
 
@@ -70,10 +71,10 @@ int main(int argc, char** argv) {
     }
     done = receiver.at;
   } else if (what == "manifest_known" || what == "manifest_all") {
-    absl::StatusOr<weightd::Manifest> manifest = client.GetManifest(
-        model, 0, "",
-        what == "manifest_all" ? weightd::ManifestChecksums::kAll
-                               : weightd::ManifestChecksums::kKnown);
+    absl::StatusOr<weightd::Manifest> manifest =
+        client.GetManifest(model, 0, "",
+                           what == "manifest_all" ? weightd::ManifestChecksums::kAll
+                                                  : weightd::ManifestChecksums::kKnown);
     if (!manifest.ok()) {
       std::cerr << "GetManifest: " << manifest.status() << "\n";
       return 1;
