@@ -95,10 +95,11 @@ class SlowProxy {
     while (!stop_ && poll(fds, 2, 1000) >= 0) {
       for (int i = 0; i < 2; ++i) {
         if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
-        ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+        ssize_t n = recv(fds[i].fd, buf, sizeof(buf), 0);
         if (n <= 0) return;
         for (ssize_t off = 0; off < n;) {
-          ssize_t w = write(fds[1 - i].fd, buf + off, n - off);
+          // MSG_NOSIGNAL: a peer gone first must end the relay, not the test (SIGPIPE).
+          ssize_t w = send(fds[1 - i].fd, buf + off, n - off, MSG_NOSIGNAL);
           if (w <= 0) return;
           off += w;
         }
