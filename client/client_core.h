@@ -85,8 +85,8 @@ struct ClientOptions {
   // server's own file pages (or its sealed memfd), not copied through a
   // socket, and read-only here. True: the server sends checksums (hashing
   // what it has not hashed yet) and the client checks every tensor before
-  // it is written; xxh64 runs at ~3 GB/s on the project's VM, ~0.35 s per
-  // GiB on each side the first time (bench/RESULTS.md, same-node section).
+  // it is written; xxh64 runs at 3-5 GB/s on the project's VM, 0.2-0.35 s
+  // per GiB on each side the first time (bench/RESULTS.md, same-node section).
   // The stream path always checks.
   bool verify_local_checksums = false;
 };

@@ -48,8 +48,9 @@ class Mapping {
   // Maps bytes [lo, hi) of `fd` (MAP_SHARED, PROT_READ). MAP_POPULATE: the
   // bytes are about to be read once, in order, and the page-cache pages are
   // there already (the server has the file mapped); populating at mmap
-  // time costs one pass in the kernel instead of a page fault per 16 pages
-  // (bench/RESULTS.md, same-node section, has the numbers).
+  // time is one pass in the kernel instead of a fault per fault-around block
+  // or folio: measured a little faster than faulting, MADV_WILLNEED or
+  // MADV_POPULATE_READ per tensor (bench/RESULTS.md, same-node section).
   absl::Status Map(int fd, uint64_t lo, uint64_t hi, absl::string_view name) {
     const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
     start_ = lo / page * page;

@@ -131,7 +131,12 @@ void SideChannelServer::Loop() {
     if (ready > 0 && (polled[1].revents & POLLIN) != 0) {
       for (;;) {
         UniqueFd fd(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-        if (!fd.valid()) break;  // EAGAIN, or an error on one connection attempt
+        if (!fd.valid()) {
+          // Out of descriptors: the pending connection stays queued and the
+          // listener readable; wait a tick instead of spinning on it.
+          if (errno == EMFILE || errno == ENFILE) ::poll(nullptr, 0, kTickMs);
+          break;  // EAGAIN, or an error on one connection attempt
+        }
         connections_.fetch_add(1);
         if (connections.size() >= options_.max_connections) {
           SendFdError(fd.get(), absl::StatusCode::kResourceExhausted,
