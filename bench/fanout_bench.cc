@@ -22,27 +22,11 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/str_split.h"
+#include "bench/bench_module.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-class Node : public torch::nn::Module {
- public:
-  std::shared_ptr<Node> Child(const std::string& name) {
-    auto it = children_.find(name);
-    if (it != children_.end()) return it->second;
-    auto child = std::make_shared<Node>();
-    register_module(name, child);
-    children_[name] = child;
-    return child;
-  }
-  void Add(const std::string& name, torch::Tensor t) { register_parameter(name, t); }
-
- private:
-  std::map<std::string, std::shared_ptr<Node>> children_;
-};
 
 std::string Flag(int argc, char** argv, const std::string& name, const std::string& def) {
   for (int i = 1; i + 1 < argc; ++i) {
@@ -81,17 +65,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "GetManifest: %s\n", manifest.status().ToString().c_str());
     return 1;
   }
-  auto root = std::make_shared<Node>();
+  std::shared_ptr<weightd::bench::Node> root =
+      weightd::bench::BuildModule(*manifest, manifest->tensors.size());
   uint64_t bytes = 0;
-  for (const weightd::ManifestTensor& t : manifest->tensors) {
-    std::vector<std::string> parts = absl::StrSplit(t.name, '.');
-    std::shared_ptr<Node> node = root;
-    for (size_t j = 0; j + 1 < parts.size(); ++j) node = node->Child(parts[j]);
-    torch::Tensor v =
-        torch::zeros(t.shape, torch::TensorOptions().dtype(weightd::ToScalarType(t.dtype).value()));
-    node->Add(parts.back(), v);
-    bytes += t.nbytes;
-  }
+  for (const weightd::ManifestTensor& t : manifest->tensors) bytes += t.nbytes;
   std::printf("ready\n");
   std::fflush(stdout);
   struct stat st;
