@@ -145,7 +145,7 @@ def main(out):
         files[f"{'zip' if zipped else 'legacy'}{i}"] = buf.getvalue()
 
     for name in ("zip_reader", "torch_file", "torch_legacy", "unpickler", "whole_model",
-                 "safetensors", "safetensors_index", "rules"):
+                 "safetensors", "safetensors_index", "rules", "side_channel"):
         os.makedirs(os.path.join(out, name), exist_ok=True)
 
     def put(fuzzer, name, data):
