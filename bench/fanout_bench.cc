@@ -22,18 +22,14 @@
 #include <thread>
 #include <vector>
 
+#include "bench/flags.h"
 #include "bench/bench_module.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using weightd::bench::Flag;
 
-std::string Flag(int argc, char** argv, const std::string& name, const std::string& def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == "--" + name) return argv[i + 1];
-  }
-  return def;
-}
+using Clock = std::chrono::steady_clock;
 
 int Memcpy(double gib) {
   const size_t n = static_cast<size_t>(gib * (1ull << 30));

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/flags.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/bench_module.h"
@@ -39,16 +40,11 @@
 
 namespace {
 
+using weightd::bench::Flag;
+
 using Clock = std::chrono::steady_clock;
 using weightd::bench::BuildModule;
 using weightd::bench::Node;
-
-std::string Flag(int argc, char** argv, const std::string& name, const std::string& def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == "--" + name) return argv[i + 1];
-  }
-  return def;
-}
 
 struct Timing {
   bool ok = false;

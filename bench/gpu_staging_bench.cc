@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/flags.h"
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint/buffer.h"
 #include "server/cache/device_reader.h"
@@ -33,17 +34,12 @@
 
 namespace {
 
+using weightd::bench::Flag;
+
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
-}
-
-std::string Flag(int argc, char** argv, const std::string& name, const std::string& def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == "--" + name) return argv[i + 1];
-  }
-  return def;
 }
 
 void Row(const std::string& what, double seconds, uint64_t bytes) {

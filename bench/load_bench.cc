@@ -26,11 +26,14 @@
 #include <thread>
 #include <vector>
 
+#include "bench/flags.h"
 #include "absl/strings/string_view.h"
 #include "bench/bench_module.h"
 #include <weightd/client.h>
 
 namespace {
+
+using weightd::bench::Flag;
 
 using Clock = std::chrono::steady_clock;
 
@@ -82,13 +85,6 @@ long VmRssKiB(int pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
   }
   return -1;
-}
-
-std::string Flag(int argc, char** argv, const std::string& name, const std::string& def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == "--" + name) return argv[i + 1];
-  }
-  return def;
 }
 
 }  // namespace

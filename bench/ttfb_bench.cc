@@ -22,10 +22,13 @@
 #include <string>
 #include <vector>
 
+#include "bench/flags.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace {
+
+using weightd::bench::Flag;
 
 // Stops the stream at its first byte, noting when that came.
 class FirstByte : public weightd::TensorReceiver {
@@ -39,13 +42,6 @@ class FirstByte : public weightd::TensorReceiver {
   absl::Status End() override { return absl::OkStatus(); }
   absl::Time at = absl::InfinitePast();
 };
-
-std::string Flag(int argc, char** argv, const std::string& name, const std::string& def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (argv[i] == "--" + name) return argv[i + 1];
-  }
-  return def;
-}
 
 }  // namespace
 
