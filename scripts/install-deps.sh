@@ -12,7 +12,7 @@ SERVER_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libre2-dev libgoogle-glog-dev libgflags-dev
-  libxxhash-dev nlohmann-json3-dev zlib1g-dev
+  libxxhash-dev nlohmann-json3-dev zlib1g-dev libdeflate-dev
   libcpp-httplib-dev libssl-dev
 )
 PACKAGES=(

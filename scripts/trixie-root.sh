@@ -22,7 +22,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libre2-dev libgoogle-glog-dev libgflags-dev
-  libtorch-dev libxxhash-dev nlohmann-json3-dev zlib1g-dev
+  libtorch-dev libxxhash-dev nlohmann-json3-dev zlib1g-dev libdeflate-dev
   libcpp-httplib-dev libssl-dev openssl
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-torch python3-torchvision python3-numpy python3-xxhash

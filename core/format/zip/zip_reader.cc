@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/format/zip/crc32.h"
 #include "core/util/status_macros.h"
 
 namespace weightd {
@@ -388,16 +389,8 @@ absl::StatusOr<std::shared_ptr<const Buffer>> ZipReader::Read(const ZipEntry& en
 
 absl::Status ZipReader::VerifyCrc(const ZipEntry& entry) const {
   WEIGHTD_ASSIGN_OR_RETURN(std::shared_ptr<const Buffer> bytes, Read(entry));
-  uLong crc = crc32(0L, Z_NULL, 0);
-  const uint8_t* p = bytes->data();
-  size_t left = bytes->size();
-  while (left > 0) {
-    uInt n = static_cast<uInt>(std::min<size_t>(left, size_t{1} << 30));
-    crc = crc32(crc, p, n);
-    p += n;
-    left -= n;
-  }
-  if (static_cast<uint32_t>(crc) != entry.crc32) {
+  const uint32_t crc = Crc32(absl::Span<const uint8_t>(bytes->data(), bytes->size()));
+  if (crc != entry.crc32) {
     return Error(absl::StrCat("entry \"", entry.name, "\" fails its CRC-32 check"));
   }
   return absl::OkStatus();

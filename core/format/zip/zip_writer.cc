@@ -1,10 +1,9 @@
 #include "core/format/zip/zip_writer.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "core/format/zip/crc32.h"
 #include "core/util/status_macros.h"
 
 namespace weightd {
@@ -28,19 +27,6 @@ void Put32(std::string* out, uint32_t v) {
 void Put64(std::string* out, uint64_t v) {
   Put32(out, static_cast<uint32_t>(v & kMax32));
   Put32(out, static_cast<uint32_t>(v >> 32));
-}
-
-uint32_t Crc32(absl::Span<const uint8_t> data, uint32_t start = 0) {
-  uLong crc = start;
-  const uint8_t* p = data.data();
-  size_t left = data.size();
-  while (left > 0) {
-    uInt n = static_cast<uInt>(std::min<size_t>(left, size_t{1} << 30));
-    crc = crc32(crc, p, n);
-    p += n;
-    left -= n;
-  }
-  return static_cast<uint32_t>(crc);
 }
 
 }  // namespace
