@@ -1,6 +1,8 @@
 // Writes a file so that readers never see it half-written: bytes go to a
 // temporary file in the same directory, which is fsynced and renamed over
-// the destination on Commit(). Not thread-safe.
+// the destination on Commit(). Appended bytes are handed to the kernel's
+// writeback as they accumulate (sync_file_range), so the final fsync does
+// not wait for the whole file. Not thread-safe.
 #ifndef WEIGHTD_CORE_CHECKPOINT_ATOMIC_FILE_H_
 #define WEIGHTD_CORE_CHECKPOINT_ATOMIC_FILE_H_
 
@@ -39,6 +41,7 @@ class AtomicFile {
   std::string tmp_path_;
   int fd_;
   uint64_t offset_ = 0;
+  uint64_t writeback_ = 0;  // appended bytes before this were handed to writeback
   bool committed_ = false;
 };
 
