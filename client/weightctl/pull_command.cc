@@ -19,10 +19,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "client/client_core.h"
+#include "client/weightctl/background_writer.h"
 #include "client/weightctl/commands.h"
 #include "client/weightctl/match_flags.h"
 #include "client/weightctl/remote_client.h"
 #include "core/format/stream_writer.h"
+#include "core/util/status_macros.h"
 
 namespace weightd::cli {
 namespace {
@@ -94,7 +96,7 @@ absl::StatusOr<std::unique_ptr<CheckpointStreamWriter>> CreateWriterRemovedOnSig
   return writer;
 }
 
-// Puts each arriving tensor into the file.
+// Puts each arriving tensor into the file, through the writer thread.
 class FileReceiver : public TensorReceiver {
  public:
   explicit FileReceiver(CheckpointStreamWriter* writer) : writer_(writer) {}
@@ -105,21 +107,25 @@ class FileReceiver : public TensorReceiver {
           "no tensor to pull: the --include/--exclude patterns select none; nothing written");
     }
     count_ = tensors.size();
-    return writer_->Start(std::move(tensors));
+    WEIGHTD_RETURN_IF_ERROR(writer_->Start(std::move(tensors)));
+    background_ = std::make_unique<BackgroundWriter>(writer_);
+    return absl::OkStatus();
   }
-  absl::Status Begin(size_t index) override { return writer_->BeginTensor(index); }
+  absl::Status Begin(size_t index) override { return background_->BeginTensor(index); }
   absl::Status Write(absl::string_view data) override {
     bytes_ += data.size();
-    return writer_->Write(
-        absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+    return background_->Write(data);
   }
-  absl::Status End() override { return writer_->EndTensor(); }
+  absl::Status End() override { return background_->EndTensor(); }
+  // After the stream: waits for the writer thread; its first error.
+  absl::Status Finish() { return background_ == nullptr ? absl::OkStatus() : background_->Finish(); }
 
   size_t count() const { return count_; }
   uint64_t bytes() const { return bytes_; }
 
  private:
   CheckpointStreamWriter* writer_;
+  std::unique_ptr<BackgroundWriter> background_;
   size_t count_ = 0;
   uint64_t bytes_ = 0;
 };
@@ -178,6 +184,10 @@ int RunPull(const ParsedArgs& args) {
                       : absl::StrCat("path: stream (", transport.note, ")"))
               << "\n";
   }
+  // The writer thread's last writes may fail after the stream ended well
+  // (a full disk); a receiver error during the stream is already `fetched`.
+  absl::Status written = receiver.Finish();
+  if (fetched.ok()) fetched = written;
   if (fetched.ok()) fetched = (*writer)->Commit();
   g_have_temp = 0;
   if (!fetched.ok()) {
