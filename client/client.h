@@ -61,6 +61,12 @@ struct LoadOptions : MatchSpec {
   // place as they arrive (peak extra memory: a few chunks).
   bool staged = false;
   uint32_t chunk_bytes = 0;  // 0: the server's default (1 MiB)
+  // Threads that copy bytes into CPU parameters, the calling thread
+  // included; 0: at::get_num_threads(), as torch's copy_. Only copies of at
+  // least 1 MiB a thread are split: in practice the same-node path, where
+  // whole tensors arrive at once from the mapping; a stream's chunks are
+  // copied as they come off the socket, on the loading thread.
+  int copy_threads = 0;
   // Called on the loading thread after each chunk with (bytes received,
   // bytes the load will receive in all).
   std::function<void(uint64_t, uint64_t)> progress;

@@ -17,6 +17,7 @@
 // the device, one such tensor at a time; a non-contiguous CPU destination
 // costs a whole tensor of host scratch, a staged load a copy of every
 // matched tensor (on its device).
+#include <ATen/Parallel.h>
 #include <torch/utils.h>
 
 #include <cstring>
@@ -34,6 +35,7 @@
 #include "client/cuda_staging.h"
 #include "client/fetch_stream.h"
 #include "client/local_fetch.h"
+#include "client/parallel_copy.h"
 #include "client/staging_ring.h"
 #include "core/util/status_macros.h"
 
@@ -42,6 +44,7 @@ namespace {
 
 using client_internal::CudaStager;
 using client_internal::FetchSink;
+using client_internal::ParallelCopier;
 using client_internal::StagingRingShape;
 
 class LoadSink : public FetchSink {
@@ -53,7 +56,8 @@ class LoadSink : public FetchSink {
         cast_(cast),
         targets_(std::move(targets)),
         ring_(ring),
-        report_(report) {}
+        report_(report),
+        copier_(options.copy_threads > 0 ? options.copy_threads : at::get_num_threads()) {}
 
   absl::Status OnReport(const v1::MatchReport& proto) override {
     WEIGHTD_ASSIGN_OR_RETURN(MatchReport report, client_internal::FromProto(proto));
@@ -125,7 +129,9 @@ class LoadSink : public FetchSink {
     if (options_.progress) options_.progress(report_->bytes, total_bytes_);
     if (stager_ != nullptr) return Torch([&] { stager_->Write(data); });
     if (direct_) {
-      std::memcpy(static_cast<char*>(work_.data_ptr()) + offset, data.data(), data.size());
+      // Split across threads when big (the same-node path hands whole
+      // tensors of up to 64 MiB; stream chunks stay on this thread).
+      copier_.Copy(static_cast<char*>(work_.data_ptr()) + offset, data.data(), data.size());
       return absl::OkStatus();
     }
     return Torch([&] {
@@ -243,6 +249,7 @@ class LoadSink : public FetchSink {
   LoadReport* report_;
   size_t expected_tensors_ = 0;
   size_t received_tensors_ = 0;
+  ParallelCopier copier_;
 
   // The tensor being received.
   std::string name_;

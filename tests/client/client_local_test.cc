@@ -70,6 +70,20 @@ TEST_F(ClientLocalTest, LoadOverUnixIsLocalAndEqualsPythonAndTcp) {
   EXPECT_EQ(r->version, s->version);
 }
 
+TEST_F(ClientLocalTest, BigTensorsCopiedOnSeveralThreadsKeepEveryByte) {
+  // 8 MiB tensors arrive whole from the mapping: split over 1-4 threads
+  // (LoadOptions::copy_threads; 0 = at::get_num_threads()).
+  for (int threads : {0, 1, 2, 3, 4}) {
+    FourMatrices module;
+    LoadOptions options;
+    options.copy_threads = threads;
+    absl::StatusOr<LoadReport> r = unix_client_->Load(module, "big", options);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->transport, "local") << r->transport_note;
+    EXPECT_EQ(Checksums(module), ExpectedChecksums("big")) << threads << " threads";
+  }
+}
+
 TEST_F(ClientLocalTest, CastOnTheServerComesThroughTheMemfd) {
   // float16 file into a float32 module: the server casts (to the module's
   // dtype) into a sealed memfd.

@@ -272,15 +272,6 @@ TEST_F(ClientTest, StagedLoadLeavesModuleUntouchedWhenServerFailsMidStream) {
   EXPECT_TRUE(torch::equal(module.a, torch::zeros({4})));
 }
 
-// The "big" model: four 1024 x 2048 float32 parameters.
-struct FourMatrices : torch::nn::Module {
-  FourMatrices() {
-    for (const char* name : {"a", "b", "c", "d"}) {
-      register_parameter(name, torch::zeros({1024, 2048}));
-    }
-  }
-};
-
 TEST_F(ClientTest, ServerShutDownMidStreamGivesAClearErrorAndSaysWhatWasWritten) {
   FourMatrices module;
   LoadOptions options;
