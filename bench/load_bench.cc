@@ -96,6 +96,8 @@ int main(int argc, char** argv) {
   const int clients = std::atoi(Flag(argc, argv, "clients", "0").c_str());
   const int server_pid = std::atoi(Flag(argc, argv, "server_pid", "0").c_str());
   const bool load_only = Flag(argc, argv, "load_only", "0") == "1";
+  // LoadOptions::copy_threads (0: at::get_num_threads(), as copy_).
+  const int copy_threads = std::atoi(Flag(argc, argv, "copy_threads", "0").c_str());
 
   weightd::ClientOptions copt;
   copt.target = target;
@@ -132,6 +134,7 @@ int main(int argc, char** argv) {
   // The partial module leaves most keys unexpected: load_state_dict(strict=False).
   weightd::LoadOptions lenient;
   lenient.strict = false;
+  lenient.copy_threads = copy_threads;
   const auto load_into = [&](Node& target, uint64_t want, const char* what) {
     return [&client, &model, &target, want, what, &lenient] {
       absl::StatusOr<weightd::LoadReport> r = client.Load(target, model, lenient);

@@ -7,9 +7,10 @@
 #
 # Env: PY (python with torch; default /usr/bin/python3), ITERS (default 3),
 # CLIENTS (default 16), WORK (scratch dir; default a fresh mktemp -d),
-# TTFB=1 (also bench/ttfb.sh: time to first byte of 1 vs 8 GiB models; writes
+# TTFB=0 (skip bench/ttfb.sh: time to first byte of 1 vs 8 GiB models; writes
 # two 8 GiB files in turn, minutes), FANOUT=0 (skip bench/fanout.sh: CLIENTS
-# processes each loading 256 MiB into a module of its own).
+# processes each loading 256 MiB into a module of its own). The torch 2.x row
+# runs in the trixie root when scripts/trixie-root.sh has built it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -211,27 +212,73 @@ printf '%s concurrent clients (1 GiB model, cached): %.2f s, %s failures; server
   "$((${RSS_AFTER%.*} / 1024))" "$(((${RSS_PEAK%.*} - ${RSS_BEFORE%.*}) / 1024))"
 
 # --------------------------------------------------------- same-node rows
-# Client::Load of the 1 GiB model over unix: (descriptors + one memcpy) against
-# the physical limit: mmap of the page-cached file + memcpy into pre-touched
-# buffers, in a fresh process (bench/local_limit_bench.cc).
+# The 1 GiB model over unix: (descriptors + one copy into the module) against
+# the physical limit: mmap of the page-cached file copied into pre-touched
+# buffers, in a fresh process (bench/local_limit_bench.cc: memcpy on one
+# thread, non-temporal stores, and the client's ParallelCopier), and against
+# torch 2.6's torch.load(mmap=True) + load_state_dict in the trixie root
+# (scripts/trixie-root.sh), when it is there. Then pull over TCP and over
+# unix: against what writing the same bytes into a new file costs here.
 echo
-LBU="$("$LOADBENCH" --target "unix:$WORK/weightd.sock" --model big --iters "$ITERS" --load_only 1)"
-LIM="$("$LIMITBENCH" "$WORK/repo/big/1/model.pt" --iters "$ITERS")"
+BIGPT="$WORK/repo/big/1/model.pt"
+LBU="$("$LOADBENCH" --target "unix:$WORK/weightd.sock" --model big --iters "$ITERS")"
+LBU1="$("$LOADBENCH" --target "unix:$WORK/weightd.sock" --model big --iters "$ITERS" --load_only 1 \
+  --copy_threads 1)"
+LIM="$("$LIMITBENCH" "$BIGPT" --iters "$ITERS" --write_dir "$WORK")"
+T26=""
+TROOT="$(bash "$ROOT/scripts/trixie-root.sh" --path)"
+if compgen -G "$TROOT/usr/lib/python3/dist-packages/torch/__init__.py" >/dev/null; then
+  T26="$(cd "$WORK" && WEIGHTD_TRIXIE_BIND="$WORK" bash "$ROOT/scripts/trixie-run.sh" \
+    python3 - "$BIGPT" "$ITERS" <"$ROOT/bench/torch_load_baseline.py")" || T26=""
+fi
+T26V="$(sed -n 's/^torch \([^,]*\),.*/\1/p' <<<"$T26")"
+PULLU=1e30
+for _ in $(seq "$ITERS"); do
+  rm -f "$WORK/pull.pt"
+  T0=$(date +%s.%N)
+  "$WEIGHTCTL" pull big -o "$WORK/pull.pt" --server "unix:$WORK/weightd.sock" --quiet
+  T1=$(date +%s.%N)
+  PULLU=$(awk -v a="$T0" -v b="$T1" -v c="$PULLU" 'BEGIN{d=b-a; print (d<c)?d:c}')
+done
+rm -f "$WORK/pull.pt"
 ru() { awk -v k="$1" '$1=="RESULT" && $2==k{print $3}' <<<"$2"; }
-awk -v u="$(ru load_best_s "$LBU")" -v uf="$(ru load_faults "$LBU")" -v ok="$(ru load_local "$LBU")" \
-    -v t="${SEC[big,load]}" -v p="$(ru mmap_populate_best_s "$LIM")" -v f="$(ru mmap_fault_best_s "$LIM")" \
-    -v pf="$(ru mmap_populate_faults "$LIM")" -v x="$(ru xxh64_mapped_best_s "$LIM")" -v tl="${SEC[big,torch]}" \
-    'BEGIN{
-      printf "1 GiB same-node Load over unix: %.3f s (%s, %.0f minor faults), TCP Load %.3f s\n", u, ok==1?"local path":"NOT local", uf, t
-      printf "physical limit (mmap+memcpy, MAP_POPULATE): %.3f s (%.0f faults); plain faulting mmap %.3f s; Load/limit %.2fx\n", p, pf, f, u/p
-      printf "torch.load + load_state_dict / same-node Load: %.2fx; xxh64 of 1 GiB (verify_local_checksums): %.3f s\n", tl/u, x
-    }'
+echo "same-node rows, 1 GiB (256 x 4 MiB fp32), best of $ITERS; load now $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "threads for the copy: $(sed -n 's/^threads for the parallel rows: //p' <<<"$LIM") (Load: at::get_num_threads())"
+printf '| %-58s | %8s | %9s |\n' case seconds "x limit"
+printf '|%s|%s|%s|\n' ------------------------------------------------------------ ---------- -----------
+LIMIT="$(ru mmap_populate_best_s "$LIM")"
+row() { awk -v n="$1" -v s="$2" -v l="$LIMIT" 'BEGIN{ if (s == "") printf "| %-58s | %8s | %9s |\n", n, "-", "-"; else printf "| %-58s | %8.3f | %9.2f |\n", n, s, s/l }'; }
+row "physical limit: mmap (MAP_POPULATE) + memcpy, 1 thread" "$LIMIT"
+row "  same, plain faulting mmap" "$(ru mmap_fault_best_s "$LIM")"
+row "  same, non-temporal stores, 1 thread" "$(ru mmap_populate_nt_best_s "$LIM")"
+row "  same, memcpy split over the threads" "$(ru mmap_populate_threads_best_s "$LIM")"
+row "  same, faulting mmap, memcpy split over the threads" "$(ru mmap_fault_threads_best_s "$LIM")"
+row "  same, the client's ParallelCopier per tensor" "$(ru mmap_populate_copier_best_s "$LIM")"
+row "weightd same-node Client::Load (default copy threads)" "$(ru load_best_s "$LBU")"
+row "weightd same-node Client::Load, copy_threads 1" "$(ru load_best_s "$LBU1")"
+row "weightd same-node Client::Fetch (all keys)" "$(ru fetch_best_s "$LBU")"
+row "weightd Client::Load over TCP" "${SEC[big,load]}"
+row "torch ${T26V:-2.x (no trixie root)} torch.load(mmap=True) + load_state_dict" "$(ru torch_load_mmap_best_s "$T26")"
+row "torch $("$PY" -c 'import torch; print(torch.__version__)') torch.load + load_state_dict (1 thread)" "${SEC[big,torch]}"
+echo
+awk -v ok="$(ru load_local "$LBU")" 'BEGIN{ if (ok != 1) print "WARNING: the unix: Load did NOT take the same-node path" }'
+awk -v u="$(ru load_best_s "$LBU")" -v t="$(ru torch_load_mmap_best_s "$T26")" -v l="$LIMIT" \
+    -v x="$(ru xxh64_mapped_best_s "$LIM")" -v pf="$(ru load_faults "$LBU")" 'BEGIN{
+  printf "same-node Load: %.2fx the physical limit, %.0f minor faults; ", u/l, pf
+  if (t != "") printf "%.2fx faster than torch 2.x mmap load", t/u; else printf "torch 2.x: not measured"
+  printf "\nxxh64 of 1 GiB (verify_local_checksums): %.3f s\n", x }'
+W="$(ru file_write_best_s "$LIM")"; WD="$(ru file_write_fsync_best_s "$LIM")"
+awk -v pt="${SEC[big,pull]}" -v pu="$PULLU" -v lt="${SEC[big,load]}" -v lu="$(ru load_best_s "$LBU")" \
+    -v w="$W" -v wd="$WD" 'BEGIN{
+  printf "pull limit here: write() of 1 GiB into a new file %.3f s, durably (writeback + fsync) %.3f s\n", w, wd
+  printf "weightctl pull -o FILE over TCP:  %.3f s = %.2fx Load over TCP'"'"'s throughput, %.2fx the durable write limit'"'"'s\n", pt, lt/pt, wd/pt
+  printf "weightctl pull -o FILE over unix: %.3f s = %.2fx same-node Load'"'"'s throughput, %.2fx the durable write limit'"'"'s\n", pu, lu/pu, wd/pu }'
 # Fan-out over processes (the row above uses threads sharing one module) and
-# the server's CPU per GiB; then, with TTFB=1, cold-start time to first byte.
+# the server's CPU per GiB; then (TTFB=0 skips it) cold-start time to first byte.
 if [[ "${FANOUT:-1}" != 0 ]]; then
   echo
   SKIP_BUILD=1 N="$CLIENTS" ITERS="$ITERS" WORK="$WORK" PY="$PY" bash "$ROOT/bench/fanout.sh" "$BUILD"
 fi
-if [[ -n "${TTFB:-}" ]]; then
+if [[ "${TTFB:-1}" != 0 ]]; then
   SKIP_BUILD=1 ITERS="$ITERS" WORK="$WORK" PY="$PY" bash "$ROOT/bench/ttfb.sh" "$BUILD"
 fi

@@ -6,7 +6,7 @@
 # call, so the model is loaded and nothing is hashed yet. Each 8 GiB file is
 # written, measured and deleted before the next (disk and page cache).
 #
-#   bench/ttfb.sh [BUILD_DIR]     (default build-bench; run.sh calls it with TTFB=1)
+#   bench/ttfb.sh [BUILD_DIR]     (default build-bench; run.sh calls it unless TTFB=0)
 #
 # Env: PY (python with torch), ITERS (default 3; the median is shown), WORK
 # (scratch dir), WEIGHTD (the daemon binary), WEIGHTD_OLD (a second one, e.g.
