@@ -7,7 +7,7 @@
 # step that fails still leaves the logs of the ones before it.
 #
 # Here, once:   bash ../shared/gpu/prepare.sh nlohmann-json3-dev pkgconf pkgconf-bin \
-#                 libpkgconf3 libssl3 libbrotli1
+#                 libpkgconf3 libssl3 libbrotli1 libdeflate-dev libdeflate0
 # There:        bash scripts/gpu-run.sh          (the `run` tool, carry [".gpu"])
 #
 # $OUT/summary.txt says which step passed or failed and how long it took;
@@ -95,8 +95,8 @@ unpack() {
   }
   mkdir -p "$DEB"
   for f in .gpu/debs/*.deb; do dpkg -x "$f" "$DEB"; done
-  ls "$DEB/usr/include/nlohmann/json.hpp" "$DEB/usr/bin/pkgconf" >/dev/null || {
-    echo "missing nlohmann-json3-dev or pkgconf: name them to prepare.sh"
+  ls "$DEB/usr/include/nlohmann/json.hpp" "$DEB/usr/bin/pkgconf" "$DEB/usr/include/libdeflate.h" >/dev/null || {
+    echo "missing nlohmann-json3-dev, pkgconf or libdeflate-dev: name them to prepare.sh"
     return 1
   }
   # What the unpacked libraries need and neither they nor the system have.
