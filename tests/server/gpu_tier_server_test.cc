@@ -41,19 +41,11 @@ class GpuTierServerTest : public ServerTest {
     backend_ = std::make_shared<HostBackend>();
 #endif
     ServerOptions options;
-    options.repository = repo_;
-    options.listen = "127.0.0.1:0";
     options.gpu_backend = backend_;
     options.gpu_cache_bytes = gpu_cache_bytes;
     options.gpu_fetch_from_device = from_device;
     options.model_config_dir = model_config_dir;
-    absl::StatusOr<std::unique_ptr<WeightServer>> server = WeightServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::InsecureChannelCredentials());
-    stub_ = v1::WeightService::NewStub(channel_);
-    admin_ = v1::AdminService::NewStub(channel_);
+    StartServerWith(std::move(options));
   }
 
   v1::ModelVersion Version(const std::string& model) {

@@ -13,17 +13,7 @@ using ::testing::HasSubstr;
 
 class LimitsTest : public ServerTest {
  protected:
-  void Start(const ServerOptions& base) {
-    ServerOptions options = base;
-    options.repository = repo_;
-    options.listen = "127.0.0.1:0";
-    absl::StatusOr<std::unique_ptr<WeightServer>> server = WeightServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::InsecureChannelCredentials());
-    stub_ = v1::WeightService::NewStub(channel_);
-  }
+  void Start(const ServerOptions& base) { StartServerWith(base); }
 
   grpc::Status Match(const v1::MatchRequest& request) {
     grpc::ClientContext context;

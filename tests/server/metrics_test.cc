@@ -77,15 +77,9 @@ class MetricsTest : public ServerTest {
  protected:
   void StartWithMetrics() {
     ServerOptions options;
-    options.repository = repo_;
     options.metrics_listen = "127.0.0.1:0";
-    absl::StatusOr<std::unique_ptr<WeightServer>> server = WeightServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
+    StartServerWith(std::move(options));
     ASSERT_GT(server_->metrics_port(), 0);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::InsecureChannelCredentials());
-    stub_ = v1::WeightService::NewStub(channel_);
   }
 
   std::string Scrape() {

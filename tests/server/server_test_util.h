@@ -68,9 +68,15 @@ class ServerTest : public ::testing::Test {
 
   void StartServer(uint64_t host_cache_bytes = 0) {
     ServerOptions options;
+    options.host_cache_bytes = host_cache_bytes;
+    StartServerWith(std::move(options));
+  }
+
+  // Starts the server with `options`, on this test's repository copy and a
+  // loopback port (both set here), and makes the stubs.
+  void StartServerWith(ServerOptions options) {
     options.repository = repo_;
     options.listen = "127.0.0.1:0";
-    options.host_cache_bytes = host_cache_bytes;
     absl::StatusOr<std::unique_ptr<WeightServer>> server = WeightServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
