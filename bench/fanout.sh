@@ -11,22 +11,12 @@
 # WORK, SKIP_BUILD=1.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BUILD="${1:-$ROOT/build-bench}"
-PY="${PY:-/usr/bin/python3}"
+source "$(dirname "$0")/lib.sh"
+bench_setup fanout "$@"
 N="${N:-16}"
-ITERS="${ITERS:-3}"
-WORK="${WORK:-$(mktemp -d /tmp/weightd-fanout.XXXXXX)}"
-if [[ ! -f "$BUILD/build.ninja" ]]; then
-  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-if [[ -z "${SKIP_BUILD:-}" ]]; then
-  cmake --build "$BUILD" --target weightd fanout_bench -j"$(nproc)" >/dev/null
-fi
+trap bench_cleanup EXIT
+bench_build weightd fanout_bench
 FB="$BUILD/bench/fanout_bench"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 
 mkdir -p "$WORK/fanout-repo/m256/1"
 [[ -f "$WORK/fanout-repo/m256/1/model.pt" ]] || "$PY" -c "

@@ -13,28 +13,11 @@
 # runs in the trixie root when scripts/trixie-root.sh has built it.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BUILD="${1:-$ROOT/build-bench}"
-PY="${PY:-/usr/bin/python3}"
-ITERS="${ITERS:-3}"
+source "$(dirname "$0")/lib.sh"
+bench_setup bench "$@"
 CLIENTS="${CLIENTS:-16}"
-WORK="${WORK:-$(mktemp -d /tmp/weightd-bench.XXXXXX)}"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-if [[ ! -f "$BUILD/build.ninja" ]]; then
-  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-# SKIP_BUILD=1: use the binaries already in BUILD (another checkout edit would
-# otherwise trigger a rebuild in the middle of a measurement session).
-if [[ -z "${SKIP_BUILD:-}" ]]; then
-  cmake --build "$BUILD" --target weightd weightctl load_bench local_limit_bench fanout_bench \
-    ttfb_bench -j"$(nproc)" >/dev/null
-fi
+trap bench_cleanup EXIT
+bench_build weightd weightctl load_bench local_limit_bench fanout_bench ttfb_bench
 WEIGHTD="$BUILD/server/weightd"
 WEIGHTCTL="$BUILD/client/weightctl"
 LOADBENCH="$BUILD/bench/load_bench"

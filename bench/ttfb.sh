@@ -14,17 +14,9 @@
 # same run), SKIP_BUILD=1.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BUILD="${1:-$ROOT/build-bench}"
-PY="${PY:-/usr/bin/python3}"
-ITERS="${ITERS:-3}"
-WORK="${WORK:-$(mktemp -d /tmp/weightd-ttfb.XXXXXX)}"
-if [[ ! -f "$BUILD/build.ninja" ]]; then
-  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-if [[ -z "${SKIP_BUILD:-}" ]]; then
-  cmake --build "$BUILD" --target weightd ttfb_bench -j"$(nproc)" >/dev/null
-fi
+source "$(dirname "$0")/lib.sh"
+bench_setup ttfb "$@"
+bench_build weightd ttfb_bench
 WEIGHTD="${WEIGHTD:-$BUILD/server/weightd}"
 TTFB="$BUILD/bench/ttfb_bench"
 DPID=""
