@@ -113,16 +113,8 @@ TEST_F(ClientGpuTest, PartialLoadWritesTheMatchedKeysAndLeavesTheRest) {
 }
 
 // What a failed load leaves: exactly the tensors its report lists.
-struct TwoVectors : torch::nn::Module {
-  TwoVectors() {
-    a = register_parameter("a", torch::zeros({4}, kCuda0));
-    b = register_parameter("b", torch::zeros({4}, kCuda0));
-  }
-  torch::Tensor a, b;
-};
-
 TEST_F(ClientGpuTest, FailureMidStreamLeavesWhatTheReportSays) {
-  TwoVectors module;
+  TwoVectors module(kCuda0);
   LoadOptions options;
   options.transfer_dtype = DType::kInt64;  // "b" holds a NaN: the server fails there
   LoadReport report;
@@ -136,7 +128,7 @@ TEST_F(ClientGpuTest, FailureMidStreamLeavesWhatTheReportSays) {
 }
 
 TEST_F(ClientGpuTest, StagedLoadIntoCudaLeavesTheModuleUntouchedOnFailure) {
-  TwoVectors module;
+  TwoVectors module(kCuda0);
   LoadOptions options;
   options.transfer_dtype = DType::kInt64;
   options.staged = true;

@@ -237,15 +237,6 @@ TEST_F(ClientTest, Bfloat16TransferHalvesBytesAndRoundsLikeTensorTo) {
   EXPECT_LT(report->bytes, full->bytes * 6 / 10);
 }
 
-// A module of two float vectors, "a" and "b", as in the "nan" model.
-struct TwoVectors : torch::nn::Module {
-  TwoVectors() {
-    a = register_parameter("a", torch::zeros({4}));
-    b = register_parameter("b", torch::zeros({4}));
-  }
-  torch::Tensor a, b;
-};
-
 TEST_F(ClientTest, FailureMidStreamReportsWhichTensorsWereWritten) {
   TwoVectors module;
   LoadOptions options;

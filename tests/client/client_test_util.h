@@ -53,6 +53,15 @@ inline std::string Checksum(const torch::Tensor& t) {
 }
 
 // name -> checksum of every parameter and buffer.
+// A module of two float vectors, "a" and "b", as in the "nan" model.
+struct TwoVectors : torch::nn::Module {
+  explicit TwoVectors(torch::Device device = torch::kCPU) {
+    a = register_parameter("a", torch::zeros({4}, device));
+    b = register_parameter("b", torch::zeros({4}, device));
+  }
+  torch::Tensor a, b;
+};
+
 // The "big" model: four 1024 x 2048 float32 parameters.
 struct FourMatrices : torch::nn::Module {
   FourMatrices() {
