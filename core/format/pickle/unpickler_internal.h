@@ -112,7 +112,14 @@ class Machine {
   // `mode` is kData or kWholeModel.
   Machine(absl::Span<const uint8_t> bytes, absl::string_view what, const StorageLoader& loader,
           const UnpicklerLimits& limits, PickleMode mode)
-      : bytes_(bytes), what_(what), loader_(loader), limits_(limits), mode_(mode) {}
+      : bytes_(bytes), what_(what), loader_(loader), limits_(limits), mode_(mode) {
+    // torch.save writes ~130 bytes, 8 memo entries and 4 containers per
+    // tensor: sized from the input so that a big state dict does not
+    // rehash and regrow all the way up (and bounded by it, not by the file's
+    // claims).
+    memo_dense_.reserve(bytes.size() / 16);
+    nodes_.reserve(bytes.size() / 32);
+  }
 
   absl::StatusOr<ValuePtr> Run(size_t* consumed);
 
@@ -138,12 +145,37 @@ class Machine {
   absl::Status Push(Item item);
   absl::StatusOr<Item> Pop();
   absl::StatusOr<Item*> Top();
-  absl::StatusOr<std::vector<Item>> PopMark();  // items above the last MARK
+  // Pops the last MARK and returns where it was: the items above it stay on
+  // the stack (ItemsFrom) until the caller drops them with DropFrom, so no
+  // opcode copies them into a vector of its own.
+  absl::StatusOr<size_t> PopMark();
+  absl::Span<Item> ItemsFrom(size_t mark) {
+    return absl::MakeSpan(stack_.data() + mark, stack_.size() - mark);
+  }
+  void DropFrom(size_t mark) { stack_.resize(mark); }
+  // The item right below `mark` (APPENDS' list, SETITEMS' dict).
+  absl::StatusOr<Item*> Below(size_t mark);
   absl::StatusOr<ValuePtr> PopValue(absl::string_view opcode);
 
   // --- memo ---
   absl::Status MemoPut(uint64_t index);
   absl::Status MemoGet(uint64_t index);
+  size_t MemoSize() const { return memo_dense_.size() + memo_sparse_.size(); }
+
+  // --- leaves ---
+  // None, True, False and ints 0..255, which a state dict repeats for every
+  // tensor (offsets, 1-dim sizes and strides, requires_grad): made once per
+  // call and shared by the tree's nodes, as Python shares them. Leaves are
+  // never modified, so sharing one is invisible.
+  ValuePtr None() {
+    if (none_ == nullptr) none_ = Value::None();
+    return none_;
+  }
+  ValuePtr Bool(bool v) {
+    if (bools_[v] == nullptr) bools_[v] = Value::Bool(v);
+    return bools_[v];
+  }
+  ValuePtr Int(int64_t v);
 
   // --- containers and nesting depth ---
   ValuePtr NewContainer(ValuePtr container);
@@ -153,10 +185,11 @@ class Machine {
   // reached by a path component of `edge_bytes` (a dict key or list index
   // plus its '.'; 0 for a dict key itself).
   absl::Status AddChild(const ValuePtr& parent, const ValuePtr& child, uint64_t edge_bytes);
-  absl::StatusOr<Item> MakeTuple(std::vector<Item> items);
-  absl::Status Append(const ValuePtr& list, std::vector<Item> items, absl::string_view opcode);
-  absl::Status SetItems(const ValuePtr& dict, std::vector<Item> items, absl::string_view opcode);
-  absl::Status AddItems(const ValuePtr& set, std::vector<Item> items, absl::string_view opcode);
+  // These move from `items` (left valueless).
+  absl::StatusOr<Item> MakeTuple(absl::Span<Item> items);
+  absl::Status Append(const ValuePtr& list, absl::Span<Item> items, absl::string_view opcode);
+  absl::Status SetItems(const ValuePtr& dict, absl::Span<Item> items, absl::string_view opcode);
+  absl::Status AddItems(const ValuePtr& set, absl::Span<Item> items, absl::string_view opcode);
 
   // --- opcode groups ---
   absl::Status Step(uint8_t op);
@@ -206,8 +239,15 @@ class Machine {
   bool stopped_ = false;
   std::vector<Item> stack_;
   std::vector<size_t> marks_;
-  absl::flat_hash_map<uint64_t, Item> memo_;
+  // The memo: pickle writes indices 0, 1, 2... (PUT and MEMOIZE), kept in
+  // a vector; any other index (crafted files) in the map. An index is in
+  // one of the two, never both.
+  std::vector<Item> memo_dense_;
+  absl::flat_hash_map<uint64_t, Item> memo_sparse_;
   absl::flat_hash_map<const Value*, NodeInfo> nodes_;
+  ValuePtr none_;
+  ValuePtr bools_[2];
+  ValuePtr small_ints_[256];
 };
 
 }  // namespace pickle_internal

@@ -156,7 +156,7 @@ absl::StatusOr<Item> Machine::CallGlobal(const GlobalRef& fn, absl::Span<const I
           kv.push_back(k);
           kv.push_back(v);
         }
-        WEIGHTD_RETURN_IF_ERROR(SetItems(dict, std::move(kv), fn.name));
+        WEIGHTD_RETURN_IF_ERROR(SetItems(dict, absl::MakeSpan(kv), fn.name));
         return Item(dict);
       }
       // Protocol 0/1 form: OrderedDict([[key, value], ...]).
@@ -170,7 +170,7 @@ absl::StatusOr<Item> Machine::CallGlobal(const GlobalRef& fn, absl::Span<const I
         kv.push_back(pair->items()[0]);
         kv.push_back(pair->items()[1]);
       }
-      WEIGHTD_RETURN_IF_ERROR(SetItems(dict, std::move(kv), fn.name));
+      WEIGHTD_RETURN_IF_ERROR(SetItems(dict, absl::MakeSpan(kv), fn.name));
       return Item(dict);
     }
     case GlobalKind::kSet:
@@ -179,7 +179,8 @@ absl::StatusOr<Item> Machine::CallGlobal(const GlobalRef& fn, absl::Span<const I
       if (args.empty()) return Item(set);
       if (args.size() != 1) return bad_args();
       WEIGHTD_ASSIGN_OR_RETURN(std::vector<ValuePtr> items, Iterable(args[0], fn.name));
-      WEIGHTD_RETURN_IF_ERROR(AddItems(set, std::vector<Item>(items.begin(), items.end()),
+      std::vector<Item> members(items.begin(), items.end());
+      WEIGHTD_RETURN_IF_ERROR(AddItems(set, absl::MakeSpan(members),
                                        fn.name));
       return Item(set);
     }
