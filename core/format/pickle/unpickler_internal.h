@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -61,7 +62,8 @@ struct StorageRef {
   DType dtype;
   int64_t offset = 0;  // elements
   int64_t numel = 0;   // elements visible through this reference
-  std::optional<StorageRequest> untyped;
+  // (Apart, so that the typed case every tensor takes stays small.)
+  std::unique_ptr<const StorageRequest> untyped;
 };
 
 struct ObjTuple;
@@ -72,9 +74,10 @@ using Item = std::variant<ValuePtr, std::shared_ptr<const GlobalRef>,
                           std::shared_ptr<const StorageRef>, std::shared_ptr<const ObjTuple>>;
 
 // A tuple with at least one non-Value item, e.g. a persistent id holding
-// torch.FloatStorage or the arguments of a REDUCE.
+// torch.FloatStorage or the arguments of a REDUCE. Inline items: one
+// allocation for the two such tuples every tensor makes (5 and 6 items).
 struct ObjTuple {
-  std::vector<Item> items;
+  absl::InlinedVector<Item, 6> items;
   size_t depth = 1;
 };
 
@@ -137,7 +140,16 @@ class Machine {
   // --- input ---
   absl::Status Need(size_t n, absl::string_view field);
   absl::StatusOr<absl::string_view> ReadBytes(size_t n, absl::string_view field);
-  absl::StatusOr<uint64_t> ReadUInt(size_t width, absl::string_view field);  // little endian
+  // Little endian. Every opcode argument goes through here, so it is
+  // inline and makes no Status when the bytes are there.
+  absl::StatusOr<uint64_t> ReadUInt(size_t width, absl::string_view field) {
+    if (width > bytes_.size() - pos_) return Need(width, field);
+    const uint8_t* b = bytes_.data() + pos_;
+    pos_ += width;
+    uint64_t v = 0;
+    for (size_t i = 0; i < width; ++i) v |= uint64_t{b[i]} << (8 * i);
+    return v;
+  }
   absl::StatusOr<absl::string_view> ReadLine();  // without the '\n'
   absl::StatusOr<absl::string_view> ReadSized(size_t width, absl::string_view field);
 

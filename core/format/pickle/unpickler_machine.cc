@@ -73,17 +73,6 @@ absl::StatusOr<absl::string_view> Machine::ReadBytes(size_t n, absl::string_view
   return out;
 }
 
-// Every opcode argument goes through here: no Status on the way when the
-// bytes are there.
-absl::StatusOr<uint64_t> Machine::ReadUInt(size_t width, absl::string_view field) {
-  if (width > bytes_.size() - pos_) return Need(width, field);
-  const uint8_t* b = bytes_.data() + pos_;
-  pos_ += width;
-  uint64_t v = 0;
-  for (size_t i = 0; i < width; ++i) v |= uint64_t{b[i]} << (8 * i);
-  return v;
-}
-
 absl::StatusOr<absl::string_view> Machine::ReadLine() {
   const uint8_t* start = bytes_.data() + pos_;
   const void* nl = std::memchr(start, '\n', bytes_.size() - pos_);
