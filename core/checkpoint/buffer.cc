@@ -26,7 +26,7 @@ absl::StatusOr<std::shared_ptr<const Buffer>> Buffer::MapFile(const std::string&
     ::close(fd);
     return absl::FailedPreconditionError(absl::StrCat(path, ": not a regular file"));
   }
-  std::shared_ptr<Buffer> buffer(new Buffer());
+  auto buffer = std::make_shared<Buffer>(Token{});
   buffer->mapped_ = true;
   // Owned from here: the destructor closes it.
   buffer->fd_ = fd;
@@ -41,7 +41,7 @@ absl::StatusOr<std::shared_ptr<const Buffer>> Buffer::MapFile(const std::string&
 }
 
 std::shared_ptr<const Buffer> Buffer::Own(std::vector<uint8_t> bytes) {
-  std::shared_ptr<Buffer> buffer(new Buffer());
+  auto buffer = std::make_shared<Buffer>(Token{});
   buffer->owned_ = std::move(bytes);
   buffer->data_ = buffer->owned_.data();
   buffer->size_ = buffer->owned_.size();
@@ -49,7 +49,7 @@ std::shared_ptr<const Buffer> Buffer::Own(std::vector<uint8_t> bytes) {
 }
 
 std::shared_ptr<const Buffer> Buffer::Own(std::string bytes) {
-  std::shared_ptr<Buffer> buffer(new Buffer());
+  auto buffer = std::make_shared<Buffer>(Token{});
   buffer->owned_string_ = std::move(bytes);
   buffer->data_ = reinterpret_cast<const uint8_t*>(buffer->owned_string_.data());
   buffer->size_ = buffer->owned_string_.size();
@@ -58,7 +58,7 @@ std::shared_ptr<const Buffer> Buffer::Own(std::string bytes) {
 
 std::shared_ptr<const Buffer> Buffer::Borrow(const uint8_t* data, size_t size,
                                              std::shared_ptr<const void> keepalive) {
-  std::shared_ptr<Buffer> buffer(new Buffer());
+  auto buffer = std::make_shared<Buffer>(Token{});
   buffer->data_ = data;
   buffer->size_ = size;
   buffer->keepalive_ = std::move(keepalive);
@@ -67,7 +67,7 @@ std::shared_ptr<const Buffer> Buffer::Borrow(const uint8_t* data, size_t size,
 
 std::shared_ptr<const Buffer> Buffer::Slice(std::shared_ptr<const Buffer> parent,
                                             const uint8_t* data, size_t size) {
-  std::shared_ptr<Buffer> buffer(new Buffer());
+  auto buffer = std::make_shared<Buffer>(Token{});
   buffer->data_ = data;
   buffer->size_ = size;
   buffer->mapped_file_ = parent->mapped_file();

@@ -59,7 +59,16 @@ class Buffer {
   const std::string& path() const { return path_; }
 
  private:
-  Buffer() = default;
+  // For std::make_shared (one allocation per buffer: a checkpoint makes one
+  // slice per storage); only Buffer's factories can name it.
+  struct Token {
+    explicit Token() = default;
+  };
+
+ public:
+  explicit Buffer(Token) {}
+
+ private:
 
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;

@@ -48,8 +48,16 @@ absl::Status AppendTensors(const Value& dict, const Value* skip, absl::string_vi
   return absl::OkStatus();
 }
 
+// Whether List can find a module at or below `v`.
+bool MayHoldModules(const Value& v) {
+  return v.is(Value::Kind::kObject) || v.is(Value::Kind::kDict) || v.is(Value::Kind::kList) ||
+         v.is(Value::Kind::kTuple);
+}
+
 void List(const Value& node, const std::string& path, size_t limit, std::vector<ModuleInfo>* out) {
   if (out->size() >= limit) return;
+  // Leaves (a state dict's tensors) get no path built: one string per
+  // tensor was most of this walk.
   auto child = [&](const std::string& name, const Value& v) {
     List(v, path.empty() ? name : absl::StrCat(path, ".", name), limit, out);
   };
@@ -61,15 +69,21 @@ void List(const Value& node, const std::string& path, size_t limit, std::vector<
         out->push_back({path, node.str()});
         state = DictAttr(*state, "_modules");
       }
-      for (const auto& [key, value] : state->entries()) child(KeyName(*key), *value);
+      for (const auto& [key, value] : state->entries()) {
+        if (MayHoldModules(*value)) child(KeyName(*key), *value);
+      }
       return;
     }
     case Value::Kind::kDict:
-      for (const auto& [key, value] : node.entries()) child(KeyName(*key), *value);
+      for (const auto& [key, value] : node.entries()) {
+        if (MayHoldModules(*value)) child(KeyName(*key), *value);
+      }
       return;
     case Value::Kind::kList:
     case Value::Kind::kTuple:
-      for (size_t i = 0; i < node.items().size(); ++i) child(absl::StrCat(i), *node.items()[i]);
+      for (size_t i = 0; i < node.items().size(); ++i) {
+        if (MayHoldModules(*node.items()[i])) child(absl::StrCat(i), *node.items()[i]);
+      }
       return;
     default:
       return;

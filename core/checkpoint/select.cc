@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -44,8 +45,8 @@ absl::Status Flatten(const Value& node, const std::string& prefix, StateDict* ou
   if (IsModule(node)) {
     return AppendModuleStateDict(node, prefix.empty() ? "" : absl::StrCat(prefix, "."), out);
   }
-  auto visit = [&](const std::string& name, const Value& child) -> absl::Status {
-    std::string full = prefix.empty() ? name : absl::StrCat(prefix, ".", name);
+  auto visit = [&](std::string name, const Value& child) -> absl::Status {
+    std::string full = prefix.empty() ? std::move(name) : absl::StrCat(prefix, ".", name);
     if (child.is(Value::Kind::kTensor)) {
       out->emplace_back(std::move(full), child.tensor());
     } else if (IsContainer(child) || IsModule(child)) {

@@ -47,105 +47,128 @@ absl::StatusOr<std::string> HashKey(const Value& key) {
 
 }  // namespace
 
-ValuePtr Value::None() { return ValuePtr(new Value(Kind::kNone)); }
+ValuePtr Value::None() { return Make(Kind::kNone); }
 ValuePtr Value::Bool(bool v) {
-  ValuePtr p(new Value(Kind::kBool));
-  p->int_ = v ? 1 : 0;
+  ValuePtr p = Make(Kind::kBool);
+  p->num_.i = v ? 1 : 0;
   return p;
 }
 ValuePtr Value::Int(int64_t v) {
-  ValuePtr p(new Value(Kind::kInt));
-  p->int_ = v;
+  ValuePtr p = Make(Kind::kInt);
+  p->num_.i = v;
   return p;
 }
 ValuePtr Value::BigInt(std::string le_bytes) {
-  ValuePtr p(new Value(Kind::kBigInt));
+  ValuePtr p = Make(Kind::kBigInt);
   p->str_ = std::move(le_bytes);
   return p;
 }
 ValuePtr Value::Float(double v) {
-  ValuePtr p(new Value(Kind::kFloat));
-  p->float_ = v;
+  ValuePtr p = Make(Kind::kFloat);
+  p->num_.f = v;
   return p;
 }
 ValuePtr Value::Complex(double re, double im) {
-  ValuePtr p(new Value(Kind::kComplex));
-  p->float_ = re;
+  ValuePtr p = Make(Kind::kComplex);
+  p->num_.f = re;
   p->imag_ = im;
   return p;
 }
 ValuePtr Value::String(std::string v) {
-  ValuePtr p(new Value(Kind::kString));
+  ValuePtr p = Make(Kind::kString);
   p->str_ = std::move(v);
   return p;
 }
 ValuePtr Value::Bytes(std::string v) {
-  ValuePtr p(new Value(Kind::kBytes));
+  ValuePtr p = Make(Kind::kBytes);
   p->str_ = std::move(v);
   return p;
 }
 ValuePtr Value::List(std::vector<ValuePtr> items) {
-  ValuePtr p(new Value(Kind::kList));
+  ValuePtr p = Make(Kind::kList);
   p->items_ = std::move(items);
   return p;
 }
 ValuePtr Value::Tuple(std::vector<ValuePtr> items) {
-  ValuePtr p(new Value(Kind::kTuple));
+  ValuePtr p = Make(Kind::kTuple);
   p->items_ = std::move(items);
   return p;
 }
 ValuePtr Value::Set(std::vector<ValuePtr> items) {
-  ValuePtr p(new Value(Kind::kSet));
+  ValuePtr p = Make(Kind::kSet);
   p->items_ = std::move(items);
   return p;
 }
-ValuePtr Value::Dict() { return ValuePtr(new Value(Kind::kDict)); }
+ValuePtr Value::Dict() {
+  ValuePtr p = Make(Kind::kDict);
+  p->dict_ = std::make_unique<DictData>();
+  return p;
+}
 ValuePtr Value::Tensor(TensorRecord tensor) {
-  ValuePtr p(new Value(Kind::kTensor));
-  p->tensor_ = std::make_shared<TensorRecord>(std::move(tensor));
+  ValuePtr p = Make(Kind::kTensor);
+  p->tensor_ = std::make_unique<TensorRecord>(std::move(tensor));
   return p;
 }
 ValuePtr Value::DTypeValue(DType dtype) {
-  ValuePtr p(new Value(Kind::kDType));
+  ValuePtr p = Make(Kind::kDType);
   p->dtype_ = dtype;
   return p;
 }
 ValuePtr Value::Device(std::string device) {
-  ValuePtr p(new Value(Kind::kDevice));
+  ValuePtr p = Make(Kind::kDevice);
   p->str_ = std::move(device);
   return p;
 }
 
 ValuePtr Value::Global(std::string name) {
-  ValuePtr p(new Value(Kind::kGlobal));
+  ValuePtr p = Make(Kind::kGlobal);
   p->str_ = std::move(name);
   return p;
 }
 ValuePtr Value::Object(std::string class_name, ValuePtr args) {
-  ValuePtr p(new Value(Kind::kObject));
+  ValuePtr p = Make(Kind::kObject);
   p->str_ = std::move(class_name);
   p->items_ = {std::move(args), None()};
   return p;
+}
+
+const std::vector<std::pair<ValuePtr, ValuePtr>>& Value::entries() const {
+  static const auto* const kNoEntries = new std::vector<std::pair<ValuePtr, ValuePtr>>();
+  return dict_ != nullptr ? dict_->entries : *kNoEntries;
 }
 
 absl::Status Value::SetItem(ValuePtr key, ValuePtr value) {
   if (kind_ != Kind::kDict) {
     return absl::DataLossError(absl::StrCat("item assignment on a ", KindName(), ", not a dict"));
   }
-  absl::StatusOr<std::string> hash = HashKey(*key);
-  if (!hash.ok()) return hash.status();
-  auto [it, inserted] = index_.try_emplace(*std::move(hash), entries_.size());
-  if (inserted) {
-    entries_.emplace_back(std::move(key), std::move(value));
+  std::vector<std::pair<ValuePtr, ValuePtr>>& entries = dict_->entries;
+  bool inserted;
+  size_t* index;
+  if (key->is(Kind::kString)) {
+    // The view stays valid: the key is kept in `entries`, and a later equal
+    // key only replaces the value (Python keeps the first key object).
+    auto it = dict_->str_index.try_emplace(key->str(), entries.size());
+    inserted = it.second;
+    index = &it.first->second;
   } else {
-    entries_[it->second].second = std::move(value);
+    absl::StatusOr<std::string> hash = HashKey(*key);
+    if (!hash.ok()) return hash.status();
+    auto it = dict_->other_index.try_emplace(*std::move(hash), entries.size());
+    inserted = it.second;
+    index = &it.first->second;
+  }
+  if (inserted) {
+    entries.emplace_back(std::move(key), std::move(value));
+  } else {
+    entries[*index].second = std::move(value);
   }
   return absl::OkStatus();
 }
 
 const Value* Value::Find(absl::string_view key) const {
-  auto it = index_.find(absl::StrCat("s", key));
-  return it == index_.end() ? nullptr : entries_[it->second].second.get();
+  if (dict_ == nullptr) return nullptr;
+  auto it = dict_->str_index.find(key);
+  return it == dict_->str_index.end() ? nullptr : dict_->entries[it->second].second.get();
 }
 
 std::string Value::KeyText() const {
@@ -155,11 +178,11 @@ std::string Value::KeyText() const {
     case Kind::kNone:
       return "None";
     case Kind::kBool:
-      return int_ ? "True" : "False";
+      return num_.i ? "True" : "False";
     case Kind::kInt:
-      return absl::StrCat(int_);
+      return absl::StrCat(num_.i);
     case Kind::kFloat:
-      return absl::StrFormat("%g", float_);
+      return absl::StrFormat("%g", num_.f);
     default:
       return absl::StrCat("<", KindName(), ">");
   }

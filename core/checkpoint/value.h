@@ -71,9 +71,9 @@ class Value {
 
   Kind kind() const { return kind_; }
   bool is(Kind kind) const { return kind_ == kind; }
-  bool bool_value() const { return int_ != 0; }
-  int64_t int_value() const { return int_; }
-  double float_value() const { return float_; }
+  bool bool_value() const { return int_value() != 0; }
+  int64_t int_value() const { return has_int() ? num_.i : 0; }
+  double float_value() const { return has_int() ? 0 : num_.f; }
   double imag_value() const { return imag_; }
   const std::string& str() const { return str_; }
   DType dtype() const { return dtype_; }
@@ -82,8 +82,9 @@ class Value {
   const std::vector<ValuePtr>& items() const { return items_; }
   std::vector<ValuePtr>& mutable_items() { return items_; }
 
-  // Dict entries in insertion order (Python dicts are ordered).
-  const std::vector<std::pair<ValuePtr, ValuePtr>>& entries() const { return entries_; }
+  // Dict entries in insertion order (Python dicts are ordered); empty for
+  // every other kind.
+  const std::vector<std::pair<ValuePtr, ValuePtr>>& entries() const;
   // Python's d[key] = value: replaces the value of an equal key, else appends.
   // Fails for unhashable keys (lists, dicts, tensors).
   absl::Status SetItem(ValuePtr key, ValuePtr value);
@@ -96,6 +97,7 @@ class Value {
   const ValuePtr& object_state() const { return items_[1]; }
   void set_object_state(ValuePtr state) { items_[1] = std::move(state); }
 
+  // kTensor only.
   const TensorRecord& tensor() const { return *tensor_; }
   TensorRecord& mutable_tensor() { return *tensor_; }
 
@@ -105,18 +107,41 @@ class Value {
   absl::string_view KindName() const;
 
  private:
-  explicit Value(Kind kind) : kind_(kind) {}
+  // For std::make_shared (one allocation per node, not two); only Value's
+  // factories can name it.
+  struct Token {
+    explicit Token() = default;
+  };
+
+ public:
+  Value(Token, Kind kind) : kind_(kind) {}
+
+ private:
+  static ValuePtr Make(Kind kind) { return std::make_shared<Value>(Token{}, kind); }
+  bool has_int() const { return kind_ == Kind::kBool || kind_ == Kind::kInt; }
+
+  // A dict's entries and their index, apart so that the many other nodes of
+  // a tree (a state dict has ~10 per tensor) stay small.
+  struct DictData {
+    std::vector<std::pair<ValuePtr, ValuePtr>> entries;
+    // str keys (the common case), viewing the key's own str(): no copy.
+    absl::flat_hash_map<absl::string_view, size_t> str_index;
+    // Every other hashable key, by a string equal for keys Python considers
+    // equal (1 == True == 1.0).
+    absl::flat_hash_map<std::string, size_t> other_index;
+  };
 
   Kind kind_;
-  int64_t int_ = 0;
-  double float_ = 0;
-  double imag_ = 0;
   DType dtype_ = DType::kFloat32;
+  union {
+    int64_t i;  // kBool, kInt
+    double f;   // kFloat, kComplex (real part)
+  } num_ = {0};
+  double imag_ = 0;
   std::string str_;
   std::vector<ValuePtr> items_;
-  std::vector<std::pair<ValuePtr, ValuePtr>> entries_;
-  absl::flat_hash_map<std::string, size_t> index_;  // hash key -> entries_ index
-  std::shared_ptr<TensorRecord> tensor_;
+  std::unique_ptr<DictData> dict_;          // kDict
+  std::unique_ptr<TensorRecord> tensor_;    // kTensor
 };
 
 }  // namespace weightd

@@ -148,6 +148,11 @@ void DropFilledBatchNormCounters(const std::vector<std::string>& source_names,
   *missing = std::move(kept);
 }
 
+bool IsEmpty(const RuleSet& rules) {
+  return rules.rules.empty() && rules.include.empty() && rules.exclude.empty() &&
+         rules.ignore_missing.empty() && rules.ignore_unexpected.empty() && !rules.auto_prefix;
+}
+
 std::string TorchSize(absl::Span<const int64_t> shape) {
   return absl::StrCat("torch.Size([", absl::StrJoin(shape, ", "), "])");
 }
@@ -172,16 +177,43 @@ std::vector<TensorEntry> EntriesFromStateDict(const StateDict& state_dict) {
 absl::StatusOr<MatchReport> Match(absl::Span<const TensorEntry> source,
                                   absl::Span<const TensorEntry> target, const RuleSet& rules,
                                   const MatchOptions& options) {
+  // The same entries on both sides: what passes for the source passes for
+  // the target, whose checks would fail where the source's already did.
+  const bool onto_itself = source.data() == target.data() && source.size() == target.size();
   WEIGHTD_RETURN_IF_ERROR(CheckUniqueNames(source, "source"));
-  WEIGHTD_RETURN_IF_ERROR(CheckUniqueNames(target, "target"));
+  if (!onto_itself) WEIGHTD_RETURN_IF_ERROR(CheckUniqueNames(target, "target"));
   std::vector<uint64_t> source_bytes;
   source_bytes.reserve(source.size());
   for (const TensorEntry& entry : source) {
     WEIGHTD_ASSIGN_OR_RETURN(uint64_t bytes, EntryBytes(entry, "source"));
     source_bytes.push_back(bytes);
   }
-  for (const TensorEntry& entry : target) {
-    WEIGHTD_RETURN_IF_ERROR(EntryBytes(entry, "target").status());
+  if (!onto_itself) {
+    for (const TensorEntry& entry : target) {
+      WEIGHTD_RETURN_IF_ERROR(EntryBytes(entry, "target").status());
+    }
+  }
+  if (onto_itself && IsEmpty(rules)) {
+    // The same tensors onto themselves without rules (a plain Fetch, every
+    // first Fetch of a model): each matches itself, in order, and nothing is
+    // missing, unexpected or mismatched. Same report as the general path,
+    // without its per-name copies and hash sets.
+    MatchReport report;
+    report.matched.reserve(source.size());
+    for (size_t i = 0; i < source.size(); ++i) {
+      report.bytes += source_bytes[i];
+      if (report.bytes < source_bytes[i]) {  // wrapped
+        return absl::InvalidArgumentError("total bytes to move do not fit in 64 bits");
+      }
+      report.matched.push_back(MatchedPair{source[i].name, source[i].name, source[i].shape,
+                                           source[i].dtype, source[i].dtype, source_bytes[i]});
+    }
+    if (report.matched.empty() && !options.allow_empty) {
+      report.errors.push_back(
+          "no tensor matched: 0 of 0 target names found in the checkpoint; check prefixes "
+          "(--auto) or pass --allow-empty");
+    }
+    return report;
   }
   WEIGHTD_ASSIGN_OR_RETURN(CompiledRuleSet compiled, CompiledRuleSet::Compile(rules));
 

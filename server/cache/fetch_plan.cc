@@ -42,28 +42,34 @@ absl::StatusOr<FetchPlan> PlanFetch(const StateDictView& view, const FetchSpec& 
   } else {
     // Plain mode is the engine's match of the chosen sources onto themselves,
     // so both modes stream one kind of report.
-    std::vector<TensorEntry> chosen;
-    if (spec.keys.empty()) {
-      chosen = view.entries();
-    } else {
+    std::vector<TensorEntry> keyed;
+    if (!spec.keys.empty()) {
       absl::flat_hash_set<std::string> seen;
       for (const std::string& key : spec.keys) {
         int index = view.Find(key);
         if (index < 0) {
           return absl::NotFoundError(absl::StrCat("no tensor \"", key, "\" in the state dict"));
         }
-        if (seen.insert(key).second) chosen.push_back(view.entries()[index]);
+        if (seen.insert(key).second) keyed.push_back(view.entries()[index]);
       }
     }
+    absl::Span<const TensorEntry> chosen =
+        spec.keys.empty() ? absl::MakeConstSpan(view.entries()) : absl::MakeConstSpan(keyed);
     MatchOptions plain;
     plain.allow_empty = true;  // an empty state dict (or key list) fetches nothing, fine
     WEIGHTD_ASSIGN_OR_RETURN(plan.report, Match(chosen, chosen, RuleSet(), plain));
   }
-  for (const MatchedPair& pair : plan.report.matched) {
+  plan.tensors.reserve(plan.report.matched.size());
+  const StateDict& tensors = view.tensors();
+  for (size_t i = 0; i < plan.report.matched.size(); ++i) {
+    const MatchedPair& pair = plan.report.matched[i];
     PlannedTensor& t = plan.tensors.emplace_back();
     t.name = pair.target;
     t.source = pair.source;
-    t.index = view.Find(pair.source);
+    // A whole-view fetch matches tensor i to itself; else look it up.
+    t.index = i < tensors.size() && tensors[i].first == pair.source
+                  ? static_cast<int>(i)
+                  : view.Find(pair.source);
     if (t.index < 0) {
       return absl::InternalError(absl::StrCat("matched source \"", pair.source, "\" not found"));
     }

@@ -34,6 +34,7 @@ StateDictView::StateDictView(std::string select_path, StateDict tensors)
       checksum_once_(new std::once_flag[tensors_.size()]),
       checksums_(new std::atomic<uint64_t>[tensors_.size()]()),
       known_(new std::atomic<bool>[tensors_.size()]()) {
+  index_.reserve(tensors_.size());
   for (size_t i = 0; i < tensors_.size(); ++i) {
     index_.emplace(tensors_[i].first, static_cast<int>(i));
     bytes_ += tensors_[i].second.nbytes();

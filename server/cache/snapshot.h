@@ -51,7 +51,8 @@ class StateDictView {
   const std::string select_path_;
   const StateDict tensors_;
   std::vector<TensorEntry> entries_;
-  absl::flat_hash_map<std::string, int> index_;
+  // Views of tensors_' names (const, so they never move).
+  absl::flat_hash_map<absl::string_view, int> index_;
   uint64_t bytes_ = 0;
   std::unique_ptr<std::once_flag[]> checksum_once_;
   // checksums_[i] is valid once known_[i] is true (release/acquire).

@@ -36,16 +36,19 @@ absl::Status Machine::Step(uint8_t op) {
         return absl::OkStatus();
       }
       return Pop().status();
-    case '1':  // POP_MARK
-      return PopMark().status();
+    case '1': {  // POP_MARK
+      WEIGHTD_ASSIGN_OR_RETURN(size_t mark, PopMark());
+      DropFrom(mark);
+      return absl::OkStatus();
+    }
     case '2': {  // DUP
       WEIGHTD_ASSIGN_OR_RETURN(Item * top, Top());
       Item copy = *top;
       return Push(std::move(copy));
     }
-    case 'N': return Push(Value::None());
-    case 0x88: return Push(Value::Bool(true));
-    case 0x89: return Push(Value::Bool(false));
+    case 'N': return Push(None());
+    case 0x88: return Push(Bool(true));
+    case 0x89: return Push(Bool(false));
     case 'I':
     case 'L': {  // INT, LONG (text)
       WEIGHTD_ASSIGN_OR_RETURN(absl::string_view line, ReadLine());
@@ -54,15 +57,15 @@ absl::Status Machine::Step(uint8_t op) {
     }
     case 'J': {  // BININT
       WEIGHTD_ASSIGN_OR_RETURN(uint64_t v, ReadUInt(4, "BININT"));
-      return Push(Value::Int(static_cast<int32_t>(static_cast<uint32_t>(v))));
+      return Push(Int(static_cast<int32_t>(static_cast<uint32_t>(v))));
     }
     case 'K': {  // BININT1
       WEIGHTD_ASSIGN_OR_RETURN(uint64_t v, ReadUInt(1, "BININT1"));
-      return Push(Value::Int(static_cast<int64_t>(v)));
+      return Push(Int(static_cast<int64_t>(v)));
     }
     case 'M': {  // BININT2
       WEIGHTD_ASSIGN_OR_RETURN(uint64_t v, ReadUInt(2, "BININT2"));
-      return Push(Value::Int(static_cast<int64_t>(v)));
+      return Push(Int(static_cast<int64_t>(v)));
     }
     case 0x8a:    // LONG1
     case 0x8b: {  // LONG4
@@ -121,70 +124,81 @@ absl::Status Machine::Step(uint8_t op) {
     case 0x8f: return Push(NewContainer(Value::Set()));
     case ')': return Push(NewContainer(Value::Tuple()));
     case 'l': {  // LIST
-      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
+      WEIGHTD_ASSIGN_OR_RETURN(size_t mark, PopMark());
       ValuePtr list = NewContainer(Value::List());
-      WEIGHTD_RETURN_IF_ERROR(Append(list, std::move(items), "LIST"));
+      WEIGHTD_RETURN_IF_ERROR(Append(list, ItemsFrom(mark), "LIST"));
+      DropFrom(mark);
       return Push(std::move(list));
     }
     case 'd': {  // DICT
-      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
+      WEIGHTD_ASSIGN_OR_RETURN(size_t mark, PopMark());
       ValuePtr dict = NewContainer(Value::Dict());
-      WEIGHTD_RETURN_IF_ERROR(SetItems(dict, std::move(items), "DICT"));
+      WEIGHTD_RETURN_IF_ERROR(SetItems(dict, ItemsFrom(mark), "DICT"));
+      DropFrom(mark);
       return Push(std::move(dict));
     }
     case 0x91: {  // FROZENSET
-      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
+      WEIGHTD_ASSIGN_OR_RETURN(size_t mark, PopMark());
       ValuePtr set = NewContainer(Value::Set());
-      WEIGHTD_RETURN_IF_ERROR(AddItems(set, std::move(items), "FROZENSET"));
+      WEIGHTD_RETURN_IF_ERROR(AddItems(set, ItemsFrom(mark), "FROZENSET"));
+      DropFrom(mark);
       return Push(std::move(set));
     }
     case 't': {  // TUPLE
-      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
-      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(std::move(items)));
+      WEIGHTD_ASSIGN_OR_RETURN(size_t mark, PopMark());
+      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(ItemsFrom(mark)));
+      DropFrom(mark);
       return Push(std::move(tuple));
     }
     case 0x85:
     case 0x86:
-    case 0x87: {  // TUPLE1..3
+    case 0x87: {  // TUPLE1..3: the top n items, as if a MARK were below them
       size_t n = op - 0x84;
-      std::vector<Item> items(n);
-      for (size_t i = n; i-- > 0;) {
-        WEIGHTD_ASSIGN_OR_RETURN(items[i], Pop());
-      }
-      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(std::move(items)));
+      size_t floor = marks_.empty() ? 0 : marks_.back();
+      if (stack_.size() < floor + n) return Corrupt("stack underflow");
+      size_t start = stack_.size() - n;
+      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(ItemsFrom(start)));
+      DropFrom(start);
       return Push(std::move(tuple));
     }
     case 'a': {  // APPEND
-      WEIGHTD_ASSIGN_OR_RETURN(Item item, Pop());
-      WEIGHTD_ASSIGN_OR_RETURN(Item * target, Top());
-      const ValuePtr* list = AsValue(*target);
-      if (list == nullptr) return Refuse(absl::StrCat("APPEND on a ", Describe(*target)));
-      std::vector<Item> items;
-      items.push_back(std::move(item));
-      return Append(*list, std::move(items), "APPEND");
+      size_t floor = marks_.empty() ? 0 : marks_.back();
+      if (stack_.size() < floor + 2) return Corrupt("stack underflow");
+      size_t start = stack_.size() - 1;
+      const ValuePtr* list = AsValue(stack_[start - 1]);
+      if (list == nullptr) return Refuse(absl::StrCat("APPEND on a ", Describe(stack_[start - 1])));
+      ValuePtr container = *list;
+      WEIGHTD_RETURN_IF_ERROR(Append(container, ItemsFrom(start), "APPEND"));
+      DropFrom(start);
+      return absl::OkStatus();
     }
     case 'e':     // APPENDS
     case 'u':     // SETITEMS
     case 0x90: {  // ADDITEMS
       absl::string_view name = op == 'e' ? "APPENDS" : op == 'u' ? "SETITEMS" : "ADDITEMS";
-      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
-      WEIGHTD_ASSIGN_OR_RETURN(Item * target, Top());
+      WEIGHTD_ASSIGN_OR_RETURN(size_t mark, PopMark());
+      WEIGHTD_ASSIGN_OR_RETURN(Item * target, Below(mark));
       const ValuePtr* v = AsValue(*target);
       if (v == nullptr) return Refuse(absl::StrCat(name, " on a ", Describe(*target)));
       ValuePtr container = *v;
-      if (op == 'e') return Append(container, std::move(items), name);
-      if (op == 'u') return SetItems(container, std::move(items), name);
-      return AddItems(container, std::move(items), name);
+      absl::Span<Item> items = ItemsFrom(mark);
+      absl::Status added = op == 'e'   ? Append(container, items, name)
+                           : op == 'u' ? SetItems(container, items, name)
+                                       : AddItems(container, items, name);
+      WEIGHTD_RETURN_IF_ERROR(added);
+      DropFrom(mark);
+      return absl::OkStatus();
     }
     case 's': {  // SETITEM
-      std::vector<Item> items(2);
-      WEIGHTD_ASSIGN_OR_RETURN(items[1], Pop());
-      WEIGHTD_ASSIGN_OR_RETURN(items[0], Pop());
-      WEIGHTD_ASSIGN_OR_RETURN(Item * target, Top());
-      const ValuePtr* v = AsValue(*target);
-      if (v == nullptr) return Refuse(absl::StrCat("SETITEM on a ", Describe(*target)));
+      size_t floor = marks_.empty() ? 0 : marks_.back();
+      if (stack_.size() < floor + 3) return Corrupt("stack underflow");
+      size_t start = stack_.size() - 2;
+      const ValuePtr* v = AsValue(stack_[start - 1]);
+      if (v == nullptr) return Refuse(absl::StrCat("SETITEM on a ", Describe(stack_[start - 1])));
       ValuePtr dict = *v;
-      return SetItems(dict, std::move(items), "SETITEM");
+      WEIGHTD_RETURN_IF_ERROR(SetItems(dict, ItemsFrom(start), "SETITEM"));
+      DropFrom(start);
+      return absl::OkStatus();
     }
     case 'g': {  // GET
       WEIGHTD_ASSIGN_OR_RETURN(absl::string_view line, ReadLine());
@@ -209,7 +223,7 @@ absl::Status Machine::Step(uint8_t op) {
       return MemoPut(index);
     }
     case 0x94:  // MEMOIZE
-      return MemoPut(memo_.size());
+      return MemoPut(MemoSize());
     case 'c': {  // GLOBAL
       WEIGHTD_ASSIGN_OR_RETURN(absl::string_view module, ReadLine());
       WEIGHTD_ASSIGN_OR_RETURN(absl::string_view name, ReadLine());
@@ -229,17 +243,18 @@ absl::Status Machine::Step(uint8_t op) {
       WEIGHTD_ASSIGN_OR_RETURN(absl::string_view module, ReadLine());
       WEIGHTD_ASSIGN_OR_RETURN(absl::string_view name, ReadLine());
       WEIGHTD_ASSIGN_OR_RETURN(Item cls, FindGlobal(module, name));
-      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> args, PopMark());
-      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(std::move(args)));
+      WEIGHTD_ASSIGN_OR_RETURN(size_t mark, PopMark());
+      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(ItemsFrom(mark)));
+      DropFrom(mark);
       WEIGHTD_ASSIGN_OR_RETURN(Item result, Call(cls, tuple, "INST"));
       return Push(std::move(result));
     }
     case 'o': {  // OBJ: class and arguments since MARK
-      WEIGHTD_ASSIGN_OR_RETURN(std::vector<Item> items, PopMark());
-      if (items.empty()) return Corrupt("OBJ without a class");
-      Item cls = std::move(items.front());
-      items.erase(items.begin());
-      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(std::move(items)));
+      WEIGHTD_ASSIGN_OR_RETURN(size_t mark, PopMark());
+      if (stack_.size() == mark) return Corrupt("OBJ without a class");
+      Item cls = std::move(stack_[mark]);
+      WEIGHTD_ASSIGN_OR_RETURN(Item tuple, MakeTuple(ItemsFrom(mark + 1)));
+      DropFrom(mark);
       WEIGHTD_ASSIGN_OR_RETURN(Item result, Call(cls, tuple, "OBJ"));
       return Push(std::move(result));
     }

@@ -3,6 +3,7 @@
 #ifndef WEIGHTD_CORE_FORMAT_PICKLE_UNPICKLER_INTERNAL_H_
 #define WEIGHTD_CORE_FORMAT_PICKLE_UNPICKLER_INTERNAL_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -61,7 +63,8 @@ struct StorageRef {
   DType dtype;
   int64_t offset = 0;  // elements
   int64_t numel = 0;   // elements visible through this reference
-  std::optional<StorageRequest> untyped;
+  // (Apart, so that the typed case every tensor takes stays small.)
+  std::unique_ptr<const StorageRequest> untyped;
 };
 
 struct ObjTuple;
@@ -72,9 +75,10 @@ using Item = std::variant<ValuePtr, std::shared_ptr<const GlobalRef>,
                           std::shared_ptr<const StorageRef>, std::shared_ptr<const ObjTuple>>;
 
 // A tuple with at least one non-Value item, e.g. a persistent id holding
-// torch.FloatStorage or the arguments of a REDUCE.
+// torch.FloatStorage or the arguments of a REDUCE. Inline items: one
+// allocation for the two such tuples every tensor makes (5 and 6 items).
 struct ObjTuple {
-  std::vector<Item> items;
+  absl::InlinedVector<Item, 6> items;
   size_t depth = 1;
 };
 
@@ -109,10 +113,21 @@ std::string Describe(const Item& item);
 // The interpreter state of one Unpickle call.
 class Machine {
  public:
+  // Input bytes the memo is sized for up front (~8k tensors, 1.5 MB).
+  static constexpr size_t kReserveInputBytes = size_t{1} << 20;
+
   // `mode` is kData or kWholeModel.
   Machine(absl::Span<const uint8_t> bytes, absl::string_view what, const StorageLoader& loader,
           const UnpicklerLimits& limits, PickleMode mode)
-      : bytes_(bytes), what_(what), loader_(loader), limits_(limits), mode_(mode) {}
+      : bytes_(bytes), what_(what), loader_(loader), limits_(limits), mode_(mode) {
+    // torch.save writes ~130 bytes and 8 memo entries a tensor: the memo is
+    // sized from the input so that a big state dict does not regrow it all
+    // the way up. Capped, since `bytes` may run on past STOP (a legacy
+    // file's pickles are followed by its storages, GiBs); the vector is
+    // not touched until used. (Reserving nodes_ too cost a legacy load
+    // ~1 ms of table setup for < 1% at 8k tensors.)
+    memo_dense_.reserve(std::min<size_t>(bytes.size(), kReserveInputBytes) / 16);
+  }
 
   absl::StatusOr<ValuePtr> Run(size_t* consumed);
 
@@ -130,7 +145,16 @@ class Machine {
   // --- input ---
   absl::Status Need(size_t n, absl::string_view field);
   absl::StatusOr<absl::string_view> ReadBytes(size_t n, absl::string_view field);
-  absl::StatusOr<uint64_t> ReadUInt(size_t width, absl::string_view field);  // little endian
+  // Little endian. Every opcode argument goes through here, so it is
+  // inline and makes no Status when the bytes are there.
+  absl::StatusOr<uint64_t> ReadUInt(size_t width, absl::string_view field) {
+    if (width > bytes_.size() - pos_) return Need(width, field);
+    const uint8_t* b = bytes_.data() + pos_;
+    pos_ += width;
+    uint64_t v = 0;
+    for (size_t i = 0; i < width; ++i) v |= uint64_t{b[i]} << (8 * i);
+    return v;
+  }
   absl::StatusOr<absl::string_view> ReadLine();  // without the '\n'
   absl::StatusOr<absl::string_view> ReadSized(size_t width, absl::string_view field);
 
@@ -138,12 +162,37 @@ class Machine {
   absl::Status Push(Item item);
   absl::StatusOr<Item> Pop();
   absl::StatusOr<Item*> Top();
-  absl::StatusOr<std::vector<Item>> PopMark();  // items above the last MARK
+  // Pops the last MARK and returns where it was: the items above it stay on
+  // the stack (ItemsFrom) until the caller drops them with DropFrom, so no
+  // opcode copies them into a vector of its own.
+  absl::StatusOr<size_t> PopMark();
+  absl::Span<Item> ItemsFrom(size_t mark) {
+    return absl::MakeSpan(stack_.data() + mark, stack_.size() - mark);
+  }
+  void DropFrom(size_t mark) { stack_.resize(mark); }
+  // The item right below `mark` (APPENDS' list, SETITEMS' dict).
+  absl::StatusOr<Item*> Below(size_t mark);
   absl::StatusOr<ValuePtr> PopValue(absl::string_view opcode);
 
   // --- memo ---
   absl::Status MemoPut(uint64_t index);
   absl::Status MemoGet(uint64_t index);
+  size_t MemoSize() const { return memo_dense_.size() + memo_sparse_.size(); }
+
+  // --- leaves ---
+  // None, True, False and ints 0..255, which a state dict repeats for every
+  // tensor (offsets, 1-dim sizes and strides, requires_grad): made once per
+  // call and shared by the tree's nodes, as Python shares them. Leaves are
+  // never modified, so sharing one is invisible.
+  ValuePtr None() {
+    if (none_ == nullptr) none_ = Value::None();
+    return none_;
+  }
+  ValuePtr Bool(bool v) {
+    if (bools_[v] == nullptr) bools_[v] = Value::Bool(v);
+    return bools_[v];
+  }
+  ValuePtr Int(int64_t v);
 
   // --- containers and nesting depth ---
   ValuePtr NewContainer(ValuePtr container);
@@ -153,10 +202,11 @@ class Machine {
   // reached by a path component of `edge_bytes` (a dict key or list index
   // plus its '.'; 0 for a dict key itself).
   absl::Status AddChild(const ValuePtr& parent, const ValuePtr& child, uint64_t edge_bytes);
-  absl::StatusOr<Item> MakeTuple(std::vector<Item> items);
-  absl::Status Append(const ValuePtr& list, std::vector<Item> items, absl::string_view opcode);
-  absl::Status SetItems(const ValuePtr& dict, std::vector<Item> items, absl::string_view opcode);
-  absl::Status AddItems(const ValuePtr& set, std::vector<Item> items, absl::string_view opcode);
+  // These move from `items` (left valueless).
+  absl::StatusOr<Item> MakeTuple(absl::Span<Item> items);
+  absl::Status Append(const ValuePtr& list, absl::Span<Item> items, absl::string_view opcode);
+  absl::Status SetItems(const ValuePtr& dict, absl::Span<Item> items, absl::string_view opcode);
+  absl::Status AddItems(const ValuePtr& set, absl::Span<Item> items, absl::string_view opcode);
 
   // --- opcode groups ---
   absl::Status Step(uint8_t op);
@@ -206,8 +256,15 @@ class Machine {
   bool stopped_ = false;
   std::vector<Item> stack_;
   std::vector<size_t> marks_;
-  absl::flat_hash_map<uint64_t, Item> memo_;
+  // The memo: pickle writes indices 0, 1, 2... (PUT and MEMOIZE), kept in
+  // a vector; any other index (crafted files) in the map. An index is in
+  // one of the two, never both.
+  std::vector<Item> memo_dense_;
+  absl::flat_hash_map<uint64_t, Item> memo_sparse_;
   absl::flat_hash_map<const Value*, NodeInfo> nodes_;
+  ValuePtr none_;
+  ValuePtr bools_[2];
+  ValuePtr small_ints_[256];
 };
 
 }  // namespace pickle_internal

@@ -2,6 +2,7 @@
 // limit (depth, tree size, key size, digits) is enforced here as values are
 // built. The opcode loop is in unpickler.cc.
 #include <cstring>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -66,17 +67,10 @@ absl::Status Machine::Need(size_t n, absl::string_view field) {
 }
 
 absl::StatusOr<absl::string_view> Machine::ReadBytes(size_t n, absl::string_view field) {
-  WEIGHTD_RETURN_IF_ERROR(Need(n, field));
+  if (n > bytes_.size() - pos_) return Need(n, field);
   absl::string_view out(reinterpret_cast<const char*>(bytes_.data()) + pos_, n);
   pos_ += n;
   return out;
-}
-
-absl::StatusOr<uint64_t> Machine::ReadUInt(size_t width, absl::string_view field) {
-  WEIGHTD_ASSIGN_OR_RETURN(absl::string_view b, ReadBytes(width, field));
-  uint64_t v = 0;
-  for (size_t i = 0; i < width; ++i) v |= uint64_t{static_cast<uint8_t>(b[i])} << (8 * i);
-  return v;
 }
 
 absl::StatusOr<absl::string_view> Machine::ReadLine() {
@@ -121,14 +115,17 @@ absl::StatusOr<Item*> Machine::Top() {
   return &stack_.back();
 }
 
-absl::StatusOr<std::vector<Item>> Machine::PopMark() {
+absl::StatusOr<size_t> Machine::PopMark() {
   if (marks_.empty()) return Corrupt("MARK expected but none is set");
   size_t mark = marks_.back();
   marks_.pop_back();
-  std::vector<Item> items(std::make_move_iterator(stack_.begin() + mark),
-                          std::make_move_iterator(stack_.end()));
-  stack_.resize(mark);
-  return items;
+  return mark;
+}
+
+absl::StatusOr<Item*> Machine::Below(size_t mark) {
+  size_t floor = marks_.empty() ? 0 : marks_.back();
+  if (mark <= floor) return Corrupt("stack underflow");
+  return &stack_[mark - 1];
 }
 
 absl::StatusOr<ValuePtr> Machine::PopValue(absl::string_view opcode) {
@@ -139,19 +136,37 @@ absl::StatusOr<ValuePtr> Machine::PopValue(absl::string_view opcode) {
 
 absl::Status Machine::MemoPut(uint64_t index) {
   WEIGHTD_ASSIGN_OR_RETURN(Item * top, Top());
-  auto [it, inserted] = memo_.try_emplace(index, *top);
-  if (!inserted) {
-    it->second = *top;
-  } else if (memo_.size() > limits_.max_memo) {
+  if (index < memo_dense_.size()) {
+    memo_dense_[index] = *top;
+    return absl::OkStatus();
+  }
+  bool added;
+  if (index == memo_dense_.size()) {
+    added = memo_sparse_.erase(index) == 0;
+    memo_dense_.push_back(*top);
+  } else {
+    auto [it, inserted] = memo_sparse_.try_emplace(index, *top);
+    if (!inserted) it->second = *top;
+    added = inserted;
+  }
+  if (added && MemoSize() > limits_.max_memo) {
     return Corrupt(absl::StrCat("memo exceeds the limit of ", limits_.max_memo, " entries"));
   }
   return absl::OkStatus();
 }
 
 absl::Status Machine::MemoGet(uint64_t index) {
-  auto it = memo_.find(index);
-  if (it == memo_.end()) return Corrupt(absl::StrCat("memo has no entry ", index));
+  if (index < memo_dense_.size()) return Push(memo_dense_[index]);
+  auto it = memo_sparse_.find(index);
+  if (it == memo_sparse_.end()) return Corrupt(absl::StrCat("memo has no entry ", index));
   return Push(it->second);
+}
+
+ValuePtr Machine::Int(int64_t v) {
+  if (v < 0 || v >= static_cast<int64_t>(std::size(small_ints_))) return Value::Int(v);
+  ValuePtr& slot = small_ints_[v];
+  if (slot == nullptr) slot = Value::Int(v);
+  return slot;
 }
 
 ValuePtr Machine::NewContainer(ValuePtr container) {
@@ -226,7 +241,7 @@ absl::Status Machine::AddChild(const ValuePtr& parent, const ValuePtr& child,
   return absl::OkStatus();
 }
 
-absl::StatusOr<Item> Machine::MakeTuple(std::vector<Item> items) {
+absl::StatusOr<Item> Machine::MakeTuple(absl::Span<Item> items) {
   bool all_values = true;
   size_t depth = 1;
   for (const Item& item : items) {
@@ -239,11 +254,12 @@ absl::StatusOr<Item> Machine::MakeTuple(std::vector<Item> items) {
   }
   if (!all_values) {
     auto t = std::make_shared<ObjTuple>();
-    t->items = std::move(items);
+    t->items.assign(std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
     t->depth = depth;
     return Item(std::shared_ptr<const ObjTuple>(std::move(t)));
   }
   ValuePtr tuple = NewContainer(Value::Tuple());
+  tuple->mutable_items().reserve(items.size());
   for (Item& item : items) {
     WEIGHTD_RETURN_IF_ERROR(
         AddChild(tuple, std::get<ValuePtr>(item), IndexEdge(tuple->items().size())));
@@ -252,7 +268,7 @@ absl::StatusOr<Item> Machine::MakeTuple(std::vector<Item> items) {
   return Item(std::move(tuple));
 }
 
-absl::Status Machine::Append(const ValuePtr& list, std::vector<Item> items,
+absl::Status Machine::Append(const ValuePtr& list, absl::Span<Item> items,
                              absl::string_view opcode) {
   if (list->is(Value::Kind::kObject)) return RefuseOnObject(*list, opcode);
   if (!list->is(Value::Kind::kList)) {
@@ -262,12 +278,12 @@ absl::Status Machine::Append(const ValuePtr& list, std::vector<Item> items,
     const ValuePtr* v = AsValue(item);
     if (v == nullptr) return Refuse(absl::StrCat("a ", Describe(item), " cannot go in a list"));
     WEIGHTD_RETURN_IF_ERROR(AddChild(list, *v, IndexEdge(list->items().size())));
-    list->mutable_items().push_back(*v);
+    list->mutable_items().push_back(std::move(std::get<ValuePtr>(item)));
   }
   return absl::OkStatus();
 }
 
-absl::Status Machine::SetItems(const ValuePtr& dict, std::vector<Item> items,
+absl::Status Machine::SetItems(const ValuePtr& dict, absl::Span<Item> items,
                                absl::string_view opcode) {
   if (dict->is(Value::Kind::kObject)) return RefuseOnObject(*dict, opcode);
   if (!dict->is(Value::Kind::kDict)) {
@@ -285,13 +301,14 @@ absl::Status Machine::SetItems(const ValuePtr& dict, std::vector<Item> items,
     if (SizeOf(*k) > kMaxKeyNodes) return Corrupt("dict key is too large");
     WEIGHTD_RETURN_IF_ERROR(AddChild(dict, *k, 0));
     WEIGHTD_RETURN_IF_ERROR(AddChild(dict, *v, KeyEdge(**k)));
-    absl::Status s = dict->SetItem(*k, *v);
+    absl::Status s = dict->SetItem(std::move(std::get<ValuePtr>(items[i])),
+                                   std::move(std::get<ValuePtr>(items[i + 1])));
     if (!s.ok()) return Corrupt(s.message());
   }
   return absl::OkStatus();
 }
 
-absl::Status Machine::AddItems(const ValuePtr& set, std::vector<Item> items,
+absl::Status Machine::AddItems(const ValuePtr& set, absl::Span<Item> items,
                                absl::string_view opcode) {
   if (set->is(Value::Kind::kObject)) return RefuseOnObject(*set, opcode);
   if (!set->is(Value::Kind::kSet)) {
@@ -301,7 +318,7 @@ absl::Status Machine::AddItems(const ValuePtr& set, std::vector<Item> items,
     const ValuePtr* v = AsValue(item);
     if (v == nullptr) return Refuse(absl::StrCat("a ", Describe(item), " cannot go in a set"));
     WEIGHTD_RETURN_IF_ERROR(AddChild(set, *v, IndexEdge(set->items().size())));
-    set->mutable_items().push_back(*v);
+    set->mutable_items().push_back(std::move(std::get<ValuePtr>(item)));
   }
   return absl::OkStatus();
 }

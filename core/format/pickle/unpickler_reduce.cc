@@ -156,7 +156,7 @@ absl::StatusOr<Item> Machine::CallGlobal(const GlobalRef& fn, absl::Span<const I
           kv.push_back(k);
           kv.push_back(v);
         }
-        WEIGHTD_RETURN_IF_ERROR(SetItems(dict, std::move(kv), fn.name));
+        WEIGHTD_RETURN_IF_ERROR(SetItems(dict, absl::MakeSpan(kv), fn.name));
         return Item(dict);
       }
       // Protocol 0/1 form: OrderedDict([[key, value], ...]).
@@ -170,7 +170,7 @@ absl::StatusOr<Item> Machine::CallGlobal(const GlobalRef& fn, absl::Span<const I
         kv.push_back(pair->items()[0]);
         kv.push_back(pair->items()[1]);
       }
-      WEIGHTD_RETURN_IF_ERROR(SetItems(dict, std::move(kv), fn.name));
+      WEIGHTD_RETURN_IF_ERROR(SetItems(dict, absl::MakeSpan(kv), fn.name));
       return Item(dict);
     }
     case GlobalKind::kSet:
@@ -179,7 +179,8 @@ absl::StatusOr<Item> Machine::CallGlobal(const GlobalRef& fn, absl::Span<const I
       if (args.empty()) return Item(set);
       if (args.size() != 1) return bad_args();
       WEIGHTD_ASSIGN_OR_RETURN(std::vector<ValuePtr> items, Iterable(args[0], fn.name));
-      WEIGHTD_RETURN_IF_ERROR(AddItems(set, std::vector<Item>(items.begin(), items.end()),
+      std::vector<Item> members(items.begin(), items.end());
+      WEIGHTD_RETURN_IF_ERROR(AddItems(set, absl::MakeSpan(members),
                                        fn.name));
       return Item(set);
     }
@@ -276,7 +277,7 @@ absl::StatusOr<Item> Machine::RebuildTensor(const GlobalRef& fn, absl::Span<cons
                                   Describe(args[6])));
     }
     t.dtype = (*dtype)->dtype();
-    if (storage->untyped.has_value()) {
+    if (storage->untyped != nullptr) {
       // Type the byte storage now: the loader sees the tensor's dtype, so
       // views of one storage share it and a second dtype is refused there.
       StorageRequest request = *storage->untyped;
@@ -299,7 +300,7 @@ absl::StatusOr<Item> Machine::RebuildTensor(const GlobalRef& fn, absl::Span<cons
       return Refuse(absl::StrCat(fn.name, " of dtype ", DTypeName(t.dtype), " over a ",
                                  DTypeName(storage->dtype), " storage is not supported"));
     }
-  } else if (storage->untyped.has_value()) {
+  } else if (storage->untyped != nullptr) {
     // torch's _rebuild_tensor needs storage.dtype, which UntypedStorage lacks.
     return Corrupt(absl::StrCat(fn.name, " needs a typed storage, got torch.UntypedStorage"));
   }
@@ -389,7 +390,7 @@ absl::StatusOr<Item> Machine::PersistentLoad(const Item& pid) {
   if (t == nullptr || (t->items.size() != 5 && t->items.size() != 6)) {
     return Corrupt(absl::StrCat("unsupported persistent id (a ", Describe(pid), ")"));
   }
-  const std::vector<Item>& f = t->items;
+  absl::Span<const Item> f = t->items;
   WEIGHTD_ASSIGN_OR_RETURN(std::string tag, StrArg(f[0], "persistent id"));
   if (tag != "storage") return Corrupt(absl::StrCat("unsupported persistent id '", tag, "'"));
   const GlobalRef* type = AsGlobal(f[1]);
@@ -419,7 +420,7 @@ absl::StatusOr<Item> Machine::PersistentLoad(const Item& pid) {
         return Corrupt("view metadata on an untyped storage");
       }
     }
-    ref->untyped = std::move(request);
+    ref->untyped = std::make_unique<const StorageRequest>(std::move(request));
     return Item(std::shared_ptr<const StorageRef>(std::move(ref)));
   }
   if (f.size() == 6) {

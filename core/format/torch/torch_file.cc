@@ -17,33 +17,56 @@ namespace weightd {
 namespace torch_internal {
 namespace {
 
-std::string ChildPath(const std::string& parent, const std::string& key) {
-  return parent.empty() ? key : absl::StrCat(parent, ".", key);
+// Where a node sits below the root, as a chain of parts on the C++ stack:
+// the dotted text is built only for an error message, not for every node.
+struct PathPart {
+  const PathPart* parent;
+  const Value* key = nullptr;  // a dict key, else
+  size_t index = 0;            // a list/tuple/set index, unless
+  const char* literal = nullptr;
+};
+
+std::string PartText(const PathPart& part) {
+  if (part.literal != nullptr) return part.literal;
+  if (part.key == nullptr) return std::to_string(part.index);
+  return part.key->is(Value::Kind::kString) ? part.key->str() : part.key->KeyText();
 }
 
-absl::Status ValidateNode(const Value& node, const std::string& path, const std::string& name) {
+// "a.b.0"; an empty part adds no dot before the next one.
+std::string PathText(const PathPart* part) {
+  if (part == nullptr) return "";
+  std::string parent = PathText(part->parent);
+  std::string text = PartText(*part);
+  return parent.empty() ? text : absl::StrCat(parent, ".", text);
+}
+
+absl::Status ValidateNode(const Value& node, const PathPart* path, const std::string& name) {
   switch (node.kind()) {
     case Value::Kind::kTensor: {
-      absl::Status s = ValidateTensor(node.tensor(), path.empty() ? "<root>" : path);
-      if (!s.ok()) return absl::DataLossError(absl::StrCat(name, ": ", s.message()));
-      return absl::OkStatus();
+      // The common case: no path text for a tensor that validates.
+      absl::Status s = ValidateTensor(node.tensor(), "<root>");
+      if (s.ok()) return s;
+      std::string text = PathText(path);
+      s = ValidateTensor(node.tensor(), text.empty() ? "<root>" : text);
+      return absl::DataLossError(absl::StrCat(name, ": ", s.message()));
     }
     case Value::Kind::kList:
     case Value::Kind::kTuple:
     case Value::Kind::kSet:
       for (size_t i = 0; i < node.items().size(); ++i) {
-        WEIGHTD_RETURN_IF_ERROR(
-            ValidateNode(*node.items()[i], ChildPath(path, std::to_string(i)), name));
+        const PathPart part{path, nullptr, i};
+        WEIGHTD_RETURN_IF_ERROR(ValidateNode(*node.items()[i], &part, name));
       }
       return absl::OkStatus();
-    case Value::Kind::kObject:  // attributes are named as if the state were the object
-      WEIGHTD_RETURN_IF_ERROR(
-          ValidateNode(*node.object_args(), ChildPath(path, "<args>"), name));
+    case Value::Kind::kObject: {  // attributes are named as if the state were the object
+      const PathPart args{path, nullptr, 0, "<args>"};
+      WEIGHTD_RETURN_IF_ERROR(ValidateNode(*node.object_args(), &args, name));
       return ValidateNode(*node.object_state(), path, name);
+    }
     case Value::Kind::kDict:
       for (const auto& [key, value] : node.entries()) {
-        std::string key_text = key->is(Value::Kind::kString) ? key->str() : key->KeyText();
-        WEIGHTD_RETURN_IF_ERROR(ValidateNode(*value, ChildPath(path, key_text), name));
+        const PathPart part{path, key.get()};
+        WEIGHTD_RETURN_IF_ERROR(ValidateNode(*value, &part, name));
       }
       return absl::OkStatus();
     default:
@@ -60,7 +83,7 @@ bool CheckedBytes(int64_t numel, DType dtype, uint64_t* bytes) {
 
 absl::Status ValidateTree(const Value& root, const std::string& name,
                           const DeferredErrors& deferred) {
-  WEIGHTD_RETURN_IF_ERROR(ValidateNode(root, "", name));
+  WEIGHTD_RETURN_IF_ERROR(ValidateNode(root, nullptr, name));
   if (!deferred.errors.empty()) return deferred.errors.front();
   return absl::OkStatus();
 }
@@ -146,7 +169,6 @@ absl::StatusOr<ValuePtr> ReadZip(const std::shared_ptr<const Buffer>& file,
     storage->dtype = request.dtype;
     storage->buffer = bytes;
     storage->data = bytes->data();
-    storage->key = record;
     storage->nbytes = declared;
     if (bytes->size() < declared) {
       // Tensors reaching past the record fail validation naming themselves;
@@ -156,6 +178,7 @@ absl::StatusOr<ValuePtr> ReadZip(const std::shared_ptr<const Buffer>& file,
           name, ": storage record \"", record, "\" holds ", bytes->size(), " bytes but ",
           request.numel, " ", DTypeName(request.dtype), " elements need ", declared)));
     }
+    storage->key = std::move(record);
     storages.emplace(request.key, storage);
     return std::shared_ptr<const Storage>(std::move(storage));
   };

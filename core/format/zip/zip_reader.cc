@@ -1,5 +1,6 @@
 #include "core/format/zip/zip_reader.h"
 
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -265,7 +266,19 @@ absl::StatusOr<uint64_t> ZipReader::DataOffset(const ZipEntry& entry) const {
   if (!InRange(offset, kLocalHeaderSize, file_size)) {
     return Error(absl::StrCat("local header of \"", entry.name, "\" is outside the file"));
   }
+  // Each storage record's local header sits on a page of its own (torch.save
+  // records are megabytes apart), and touching it through the mapping costs
+  // a page fault a tensor at load time. pread copies the 30 bytes without
+  // mapping the page; the fault, if any, comes when the tensor is read.
+  uint8_t copy[kLocalHeaderSize];
   const uint8_t* h = file_->data() + offset;
+  if (const Buffer* mapped = file_->mapped_file(); mapped != nullptr && mapped->fd() >= 0) {
+    const uint64_t at = static_cast<uint64_t>(h - mapped->data());
+    if (::pread(mapped->fd(), copy, sizeof(copy), static_cast<off_t>(at)) ==
+        static_cast<ssize_t>(sizeof(copy))) {
+      h = copy;
+    }
+  }
   if (Le32(h) != kLocalSignature) {
     return Error(absl::StrCat("entry \"", entry.name, "\": bad local header signature"));
   }

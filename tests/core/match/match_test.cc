@@ -65,6 +65,38 @@ TEST(MatchTest, SameArchitectureMatchesEverythingInTargetOrder) {
   EXPECT_EQ(r.bytes, (8 * 27 + 8 + 8 + 10 * 8 + 10) * 4 + 8);
 }
 
+TEST(MatchTest, TensorsOntoThemselvesGiveTheSameReportAsACopy) {
+  // Match(v, v) without rules (every plain Fetch) takes a shortcut; it must
+  // report exactly what matching onto an equal copy does.
+  std::vector<TensorEntry> model = Model();
+  std::vector<TensorEntry> copy = model;
+  MatchReport self = MatchOrDie(model, model);
+  MatchReport other = MatchOrDie(model, copy);
+  EXPECT_EQ(MatchedTargets(self), MatchedTargets(other));
+  ASSERT_EQ(self.matched.size(), other.matched.size());
+  for (size_t i = 0; i < self.matched.size(); ++i) {
+    EXPECT_EQ(self.matched[i].source, other.matched[i].source);
+    EXPECT_EQ(self.matched[i].shape, other.matched[i].shape);
+    EXPECT_EQ(self.matched[i].source_dtype, other.matched[i].source_dtype);
+    EXPECT_EQ(self.matched[i].target_dtype, other.matched[i].target_dtype);
+    EXPECT_EQ(self.matched[i].bytes, other.matched[i].bytes);
+  }
+  EXPECT_EQ(self.bytes, other.bytes);
+  EXPECT_EQ(self.errors, other.errors);
+  EXPECT_TRUE(self.ok());
+
+  std::vector<TensorEntry> none;
+  EXPECT_THAT(MatchOrDie(none, none).errors,
+              ElementsAre("no tensor matched: 0 of 0 target names found in the checkpoint; "
+                          "check prefixes (--auto) or pass --allow-empty"));
+
+  std::vector<TensorEntry> twice = {F32("a", {1}), F32("a", {1})};
+  absl::StatusOr<MatchReport> dup = Match(twice, twice, {}, {});
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(dup.status().message()),
+              HasSubstr("source has the tensor name 'a' twice"));
+}
+
 TEST(MatchTest, MissingKeysFollowTargetOrderAndUnexpectedFollowSourceOrder) {
   std::vector<TensorEntry> source = {F32("z.extra", {1}), F32("b", {1}), F32("a.extra", {1})};
   std::vector<TensorEntry> target = {F32("y", {1}), F32("b", {1}), F32("x", {1})};

@@ -127,6 +127,46 @@ TEST(UnpicklerTest, SharedObjectsStayShared) {
   EXPECT_EQ(loader.requests.size(), 1u);
 }
 
+// Raw protocol 2 opcodes (Python never writes memo indices out of order).
+ValuePtr LoadRaw(const std::string& body, const UnpicklerLimits& limits = {}) {
+  RecordingLoader loader;
+  absl::StatusOr<ValuePtr> v =
+      Unpickle(Bytes(std::string("\x80\x02", 2) + body), kWhat, loader.loader(), limits);
+  EXPECT_TRUE(v.ok()) << v.status();
+  return v.ok() ? *v : nullptr;
+}
+
+TEST(UnpicklerTest, MemoIndicesOutOfOrderKeepTheLastPut) {
+  // PUT 1 before PUT 0, then PUT 1 again: GET 1 sees the last one.
+  ValuePtr v = LoadRaw(std::string("K\x07q\x01" "0K\x08q\x00" "0K\x09q\x01" "0h\x01.", 18));
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(v->int_value(), 9);
+}
+
+TEST(UnpicklerTest, MemoLimitCountsIndicesNotPuts) {
+  UnpicklerLimits limits;
+  limits.max_memo = 2;
+  // Indices 1 and 0, and 1 again: two entries.
+  ValuePtr v = LoadRaw(std::string("Nq\x01q\x00q\x01h\x01.", 10), limits);
+  ASSERT_NE(v, nullptr);
+  EXPECT_TRUE(v->is(Value::Kind::kNone));
+}
+
+TEST(UnpicklerTest, SmallIntsAndBoolsReadAsTheirValues) {
+  // Shared leaves (0..255, True, False, None) must not leak between places.
+  ValuePtr v = LoadRaw(std::string("(K\x00K\xffM\x00\x01J\xff\xff\xff\xff\x88\x89N\x88l.", 19));
+  ASSERT_NE(v, nullptr);
+  ASSERT_EQ(v->items().size(), 8u);
+  EXPECT_EQ(v->items()[0]->int_value(), 0);
+  EXPECT_EQ(v->items()[1]->int_value(), 255);
+  EXPECT_EQ(v->items()[2]->int_value(), 256);
+  EXPECT_EQ(v->items()[3]->int_value(), -1);
+  EXPECT_TRUE(v->items()[4]->is(Value::Kind::kBool) && v->items()[4]->bool_value());
+  EXPECT_TRUE(v->items()[5]->is(Value::Kind::kBool) && !v->items()[5]->bool_value());
+  EXPECT_TRUE(v->items()[6]->is(Value::Kind::kNone));
+  EXPECT_EQ(v->items()[7], v->items()[4]);
+}
+
 TEST(UnpicklerTest, ReadsNestedPlainValuesFromTorchSave) {
   RecordingLoader loader;
   ValuePtr v = Load(R"PY(

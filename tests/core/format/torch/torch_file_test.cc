@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "core/checkpoint/select.h"
+#include "core/format/torch/torch_file_internal.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -306,6 +307,34 @@ TEST_F(TorchFileTest, RejectsStorageRecordShorterThanTensorNamingTensorAndFile) 
   EXPECT_THAT(c.status().message(), HasSubstr(Path("short_record")));
   EXPECT_THAT(c.status().message(), HasSubstr("\"weight\""));
   EXPECT_THAT(c.status().message(), HasSubstr("needs 64"));
+}
+
+TEST(ValidateTreeTest, NamesABadTensorByItsDottedPath) {
+  // Paths are built only on failure; they must read as before: dict keys,
+  // list indices, an int key in decimal, an empty key as an empty part.
+  auto storage = std::make_shared<Storage>();
+  storage->nbytes = 4;
+  storage->key = "archive/data/0";
+  TensorRecord bad;
+  bad.shape = {2};
+  bad.strides = {1};
+  bad.storage = storage;
+  TensorRecord good = bad;
+  good.shape = {1};
+  ValuePtr list = Value::List({Value::Tensor(good), Value::Tensor(bad)});
+  ValuePtr inner = Value::Dict();
+  ASSERT_TRUE(inner->SetItem(Value::Int(7), list).ok());
+  ValuePtr empty_key = Value::Dict();
+  ASSERT_TRUE(empty_key->SetItem(Value::String(""), inner).ok());
+  ValuePtr root = Value::Dict();
+  ASSERT_TRUE(root->SetItem(Value::String("ok"), Value::Tensor(good)).ok());
+  ASSERT_TRUE(root->SetItem(Value::String("a"), empty_key).ok());
+  absl::Status s = torch_internal::ValidateTree(*root, "f.pt", {});
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(s.message(), HasSubstr("f.pt: tensor \"a..7.1\": storage \"archive/data/0\""));
+
+  absl::Status at_root = torch_internal::ValidateTree(*Value::Tensor(bad), "f.pt", {});
+  EXPECT_THAT(at_root.message(), HasSubstr("tensor \"<root>\""));
 }
 
 TEST_F(TorchFileTest, RejectsMissingStorageRecord) {
