@@ -7,8 +7,8 @@
 // The copy is also tried on several threads (the buffers split in byte-equal
 // runs, as at::parallel_for splits torch 2.x's copy_), with non-temporal
 // stores (which skip the read-for-ownership of each destination line), and
-// through the client's own ParallelCopier, one tensor at a time as Load
-// copies (client/parallel_copy.h).
+// through the client's own ParallelCopier, every tensor queued and waited
+// for once, as Load copies (client/parallel_copy.h).
 //
 // With --write_dir DIR, also the limit of `weightctl pull -o DIR/...`: the
 // same bytes written from the warm buffers into a new file there (write()
@@ -153,12 +153,14 @@ int main(int argc, char** argv) {
     weightd::client_internal::CopyNonTemporal(d, s, n);
   };
   weightd::client_internal::ParallelCopier copier(threads);
+  // As Client::Load on the local path: every tensor's copy queued, one wait.
   auto copier_from = [&](const char* base) {
     size_t off = 0;
     for (std::vector<char>& d : dest) {
-      copier.Copy(d.data(), base + off, d.size());
+      copier.Submit(d.data(), base + off, d.size());
       off += d.size();
     }
+    copier.Wait();
   };
   Time("mmap_populate_nt", iters,
        [&] { with_map(MAP_POPULATE, [&](char* base) { copy_range(base, 0, size, nt); }); });

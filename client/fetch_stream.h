@@ -29,6 +29,14 @@ class FetchSink {
   virtual absl::Status OnHeader(const v1::TensorHeader& header, DType dtype) = 0;
   // The next bytes of the current tensor, at `offset` (consecutive).
   virtual absl::Status OnChunk(absl::string_view data, uint64_t offset) = 0;
+  // The same, from the local path's mapping: `data` stays valid until
+  // Drain(), so the sink may copy it later (Load queues its copies).
+  virtual absl::Status OnMappedChunk(absl::string_view data, uint64_t offset) {
+    return OnChunk(data, offset);
+  }
+  // Before mapped bytes go away (the local path's end, failed or not):
+  // whatever the sink queued is done when this returns.
+  virtual void Drain() {}
   // All bytes of the current tensor arrived and their checksum matched.
   virtual absl::Status OnTensorDone() = 0;
 };

@@ -129,8 +129,7 @@ class LoadSink : public FetchSink {
     if (options_.progress) options_.progress(report_->bytes, total_bytes_);
     if (stager_ != nullptr) return Torch([&] { stager_->Write(data); });
     if (direct_) {
-      // Split across threads when big (the same-node path hands whole
-      // tensors of up to 64 MiB; stream chunks stay on this thread).
+      // A stream's chunk: copied now (its buffer goes when this returns).
       copier_.Copy(static_cast<char*>(work_.data_ptr()) + offset, data.data(), data.size());
       return absl::OkStatus();
     }
@@ -153,10 +152,26 @@ class LoadSink : public FetchSink {
     });
   }
 
+  // The local path's bytes stay mapped until Drain: a CPU destination of the
+  // dtype sent gets its copy queued, split over the copy threads, and the
+  // loading thread goes on to the next tensor meanwhile.
+  absl::Status OnMappedChunk(absl::string_view data, uint64_t offset) override {
+    if (!direct_ || stager_ != nullptr) return OnChunk(data, offset);
+    report_->bytes += data.size();
+    if (options_.progress) options_.progress(report_->bytes, total_bytes_);
+    copier_.Submit(static_cast<char*>(work_.data_ptr()) + offset, data.data(), data.size());
+    return absl::OkStatus();
+  }
+
+  void Drain() override { copier_.Wait(); }
+
   absl::Status OnTensorDone() override {
     if (stager_ != nullptr) WEIGHTD_RETURN_IF_ERROR(Torch([&] { stager_->EndTensor(); }));
     if (!options_.staged) {
       if (!work_.is_same(dest_)) {
+        // A scratch tensor (a non-contiguous destination): its queued
+        // bytes must be in before it is scattered.
+        copier_.Wait();
         WEIGHTD_RETURN_IF_ERROR(Torch([&] { CopyInto(dest_, work_, stager_); }));
       }
       report_->written.push_back(name_);

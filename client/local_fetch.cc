@@ -171,8 +171,9 @@ absl::Status Prepare(const std::string& socket_path, absl::Time deadline, Prepar
   return absl::OkStatus();
 }
 
-// Feeds the mapped tensors to `sink` as a stream would.
-absl::Status Feed(const Prepared& p, bool verify, FetchSink* sink) {
+// Feeds the mapped tensors to `sink` as a stream would; the sink has
+// drained when this returns (the mappings go right after).
+absl::Status FeedMapped(const Prepared& p, bool verify, FetchSink* sink) {
   const v1::LocalFetchResponse& r = p.response;
   WEIGHTD_RETURN_IF_ERROR(sink->OnReport(r.report()));
   for (int i = 0; i < r.tensors_size(); ++i) {
@@ -197,12 +198,18 @@ absl::Status Feed(const Prepared& p, bool verify, FetchSink* sink) {
     }
     for (uint64_t done = 0; done < t.nbytes();) {
       const uint64_t n = std::min(kSliceBytes, t.nbytes() - done);
-      WEIGHTD_RETURN_IF_ERROR(sink->OnChunk(absl::string_view(data + done, n), done));
+      WEIGHTD_RETURN_IF_ERROR(sink->OnMappedChunk(absl::string_view(data + done, n), done));
       done += n;
     }
     WEIGHTD_RETURN_IF_ERROR(sink->OnTensorDone());
   }
   return absl::OkStatus();
+}
+
+absl::Status Feed(const Prepared& p, bool verify, FetchSink* sink) {
+  absl::Status status = FeedMapped(p, verify, sink);
+  sink->Drain();
+  return status;
 }
 
 void Say(TransportInfo* transport, const char* kind, std::string note) {

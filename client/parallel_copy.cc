@@ -46,68 +46,69 @@ void CopyNonTemporal(void* dst_ptr, const void* src_ptr, size_t n) {
 }
 
 ParallelCopier::~ParallelCopier() {
+  Wait();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
-  wake_.notify_all();
+  queued_.notify_all();
   for (std::thread& t : helpers_) t.join();
 }
 
-void ParallelCopier::Start() {
-  helpers_.reserve(threads_ - 1);
-  for (int i = 1; i < threads_; ++i) helpers_.emplace_back([this, i] { Work(i); });
+bool ParallelCopier::CopyOne(std::unique_lock<std::mutex>& lock) {
+  if (queue_.empty()) return false;
+  const Part part = queue_.front();
+  queue_.pop_front();
+  ++copying_;
+  lock.unlock();
+  CopyNonTemporal(part.dst, part.src, part.n);
+  lock.lock();
+  if (--copying_ == 0 && queue_.empty()) idle_.notify_all();
+  return true;
 }
 
-// Part `part` of `parts_`: equal runs, cut on 4 KiB so that no two threads
-// write the same page.
-void ParallelCopier::CopyPart(int part) {
-  const size_t per = (n_ / parts_ + 4095) / 4096 * 4096;
-  const size_t lo = std::min(n_, per * part);
-  const size_t hi = part + 1 == parts_ ? n_ : std::min(n_, per * (part + 1));
-  if (lo < hi) CopyNonTemporal(dst_ + lo, src_ + lo, hi - lo);
-}
-
-void ParallelCopier::Work(int index) {
-  unsigned long seen = 0;
+void ParallelCopier::Work() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-    if (stop_) return;
-    seen = generation_;
-    if (index >= parts_) continue;
-    lock.unlock();
-    CopyPart(index);
-    lock.lock();
-    if (--pending_ == 0) done_.notify_one();
+    queued_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (stop_ && queue_.empty()) return;
+    CopyOne(lock);
   }
 }
 
-void ParallelCopier::Copy(void* dst, const void* src, size_t n) {
-  const int parts = static_cast<int>(std::min<size_t>(threads_, n / kMinPartBytes));
-  if (parts <= 1) {
-    if (n >= kMinPartBytes) {
-      CopyNonTemporal(dst, src, n);
-    } else {
-      std::memcpy(dst, src, n);
-    }
+void ParallelCopier::Submit(void* dst_ptr, const void* src_ptr, size_t n) {
+  char* dst = static_cast<char*>(dst_ptr);
+  const char* src = static_cast<const char*>(src_ptr);
+  if (n < kMinPartBytes) {
+    std::memcpy(dst, src, n);
     return;
   }
-  if (helpers_.empty()) Start();
+  if (threads_ == 1) {
+    CopyNonTemporal(dst, src, n);
+    return;
+  }
+  // Two parts a thread, cut on 4 KiB so that no two threads write one page.
+  size_t part = std::max(kMinPartBytes, n / (2 * static_cast<size_t>(threads_)));
+  part = (part + 4095) / 4096 * 4096;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    dst_ = static_cast<char*>(dst);
-    src_ = static_cast<const char*>(src);
-    n_ = n;
-    parts_ = parts;
-    pending_ = parts - 1;
-    ++generation_;
+    if (helpers_.empty()) {
+      helpers_.reserve(threads_ - 1);
+      for (int i = 1; i < threads_; ++i) helpers_.emplace_back([this] { Work(); });
+    }
+    for (size_t off = 0; off < n; off += part) {
+      queue_.push_back({dst + off, src + off, std::min(part, n - off)});
+    }
+    if (n > part) ++split_copies_;
   }
-  wake_.notify_all();
-  CopyPart(0);
+  queued_.notify_all();
+}
+
+void ParallelCopier::Wait() {
   std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return pending_ == 0; });
-  ++split_copies_;
+  while (CopyOne(lock)) {
+  }
+  idle_.wait(lock, [&] { return copying_ == 0 && queue_.empty(); });
 }
 
 }  // namespace weightd::client_internal

@@ -84,6 +84,36 @@ TEST_F(ClientLocalTest, BigTensorsCopiedOnSeveralThreadsKeepEveryByte) {
   }
 }
 
+TEST_F(ClientLocalTest, QueuedCopiesAreInBeforeAScatterOrAStagedCommit) {
+  // A non-contiguous destination gets its bytes through a scratch tensor,
+  // a staged load through staged tensors: both read the queued copies.
+  struct Transposed : torch::nn::Module {
+    Transposed() {
+      for (const char* name : {"a", "b", "c", "d"}) {
+        register_parameter(name, torch::zeros({2048, 1024}).t());
+      }
+    }
+  };
+  for (bool staged : {false, true}) {
+    Transposed module;
+    ASSERT_FALSE(module.named_parameters()["a"].is_contiguous());
+    LoadOptions options;
+    options.copy_threads = 2;
+    options.staged = staged;
+    absl::StatusOr<LoadReport> r = unix_client_->Load(module, "big", options);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->transport, "local") << r->transport_note;
+    EXPECT_EQ(Checksums(module), ExpectedChecksums("big")) << (staged ? "staged" : "in place");
+  }
+  FourMatrices contiguous;
+  LoadOptions staged;
+  staged.staged = true;
+  staged.copy_threads = 3;
+  absl::StatusOr<LoadReport> r = unix_client_->Load(contiguous, "big", staged);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Checksums(contiguous), ExpectedChecksums("big"));
+}
+
 TEST_F(ClientLocalTest, CastOnTheServerComesThroughTheMemfd) {
   // float16 file into a float32 module: the server casts (to the module's
   // dtype) into a sealed memfd.

@@ -36,7 +36,7 @@ TEST(ParallelCopyTest, CopiesEveryByteAtEverySize) {
   }
 }
 
-TEST(ParallelCopyTest, SplitsOnlyCopiesOfAtLeastAMiBPerThread) {
+TEST(ParallelCopyTest, SplitsOnlyCopiesLargerThanAPart) {
   const std::vector<uint8_t> src = RandomBytes(4 << 20, 2);
   std::vector<uint8_t> dst(src.size());
   ParallelCopier one(1);
