@@ -11,8 +11,8 @@
 // for once, as Load copies (client/parallel_copy.h).
 //
 // With --write_dir DIR, also the limit of `weightctl pull -o DIR/...`: the
-// same bytes written from the warm buffers into a new file there (write()
-// per buffer; and durably: writeback started every 32 MiB as AtomicFile
+// same bytes written from the warm buffers into a new file there (1 MiB
+// write()s; and durably: writeback started every 32 MiB as AtomicFile
 // does, then fsync), which is what the page cache and disk allow.
 //
 //   local_limit_bench FILE [--iters 3] [--tensor_bytes 4194304] [--threads N]
@@ -210,9 +210,13 @@ int main(int argc, char** argv) {
         }
         size_t written = 0, handed = 0;
         for (const std::vector<char>& d : dest) {
-          if (::write(wfd, d.data(), d.size()) != static_cast<ssize_t>(d.size())) {
-            std::perror("write");
-            std::exit(1);
+          // 1 MiB writes, as pull's writer thread makes them.
+          for (size_t at = 0; at < d.size(); at += size_t{1} << 20) {
+            const size_t n = std::min(d.size() - at, size_t{1} << 20);
+            if (::write(wfd, d.data() + at, n) != static_cast<ssize_t>(n)) {
+              std::perror("write");
+              std::exit(1);
+            }
           }
           written += d.size();
           // As AtomicFile: writeback starts every 32 MiB, so fsync waits
