@@ -45,17 +45,17 @@ class Mapping {
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
 
-  // Maps bytes [lo, hi) of `fd` (MAP_SHARED, PROT_READ). MAP_POPULATE: the
-  // bytes are about to be read once, in order, and the page-cache pages are
-  // there already (the server has the file mapped); populating at mmap
-  // time is one pass in the kernel instead of a fault per fault-around block
-  // or folio: measured a little faster than faulting, MADV_WILLNEED or
-  // MADV_POPULATE_READ per tensor (bench/RESULTS.md, same-node section).
+  // Maps bytes [lo, hi) of `fd` (MAP_SHARED, PROT_READ). Not MAP_POPULATE:
+  // the pages are faulted in by whichever thread copies them, so with
+  // Load's copy threads the page-table work is split too (1 GiB, 2 threads:
+  // 0.116 s faulting against 0.133 s populated at mmap time in one thread;
+  // on one thread the two are alike; bench/RESULTS.md, run 5). This
+  // kernel maps the page cache's large folios whole: ~1800 faults a GiB.
   absl::Status Map(int fd, uint64_t lo, uint64_t hi, absl::string_view name) {
     const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
     start_ = lo / page * page;
     length_ = static_cast<size_t>(hi - start_);
-    void* addr = ::mmap(nullptr, length_, PROT_READ, MAP_SHARED | MAP_POPULATE, fd,
+    void* addr = ::mmap(nullptr, length_, PROT_READ, MAP_SHARED, fd,
                         static_cast<off_t>(start_));
     if (addr == MAP_FAILED) {
       const int err = errno;
